@@ -1,0 +1,87 @@
+# Every configuration key, its default and one line of documentation. Other files list only what they change;
+# the loader rejects keys not defined here and values of another type.
+cfg = dict(
+    # --- run identity
+    profile="base",          # data/scale profile (sample | full); results go to output/<profile>/<name>/
+    name="base",             # experiment name, self-describing (t2_a = task 2, field order a)
+    task=2,                  # 1 ranking (nDCG), 2 E/S/C/I classification (micro-F1), 3 substitute (micro-F1)
+    seed=42,                 # every RNG (folds, sampler, dropout, sample generator) derives from it
+    # --- paths ("" = the environment variable, else the default in brackets)
+    data_dir="",             # ESCI files [$DATA_DIR or input/]
+    output_dir="",           # results [$OUTPUT_DIR or output/]
+    model_dir="",            # local Hugging Face encoder [$MODEL_DIR or the packaged MiniLM]; "tiny" = random tiny BERT
+    init_from="",            # pre-training run name under output/<profile>/ to start the encoder from ("" = none)
+    # --- data
+    sample_if_missing=False,  # no ESCI files in data_dir: generate the embedded sample under output/<profile>/
+    sample_queries=300,      # queries in the generated sample (all locales)
+    sample_noise=0.05,       # fraction of sample training labels flipped on purpose (recorded)
+    n_folds=5,               # K of the query-grouped stratified folds
+    add_task1_rows=False,    # tasks 2-3: add task-1 training rows the large version lacks
+    aug_weight=0.3,          # sample weight of those added rows
+    max_train_queries=0,     # 0 = all; else keep this many training queries (smoke tests)
+    max_test_rows=0,         # 0 = all; else predict only the first N test rows (smoke tests; submission invalid)
+    exclude_from="",         # experiment whose label_issues.parquet lists example_ids dropped from training
+    # --- input text
+    fields=["title", "brand", "color", "bullets", "description"],  # product fields in input order
+    max_len=256,             # tokens per (query, product) pair, longest-first truncation
+    # --- model
+    head="cls4",             # cls4 (E/S/C/I) | cls2 (substitute vs not) | reg (MSE on gains)
+    use_units=True,          # multi-granular semantic units: char 3-gram bags of query / title+brand+color+bullets / description
+    unit_dim=64,             # size of each 3-gram bag embedding
+    ngram_min_count=2,       # 3-grams seen fewer times in training text get no id
+    ngram_max_vocab=500000,  # most frequent 3-grams kept
+    use_ids=True,            # locale, brand and color ID embeddings (OOV -> 0)
+    locale_dim=8,            # locale embedding size
+    id_dim=128,              # brand and color embedding size
+    id_min_count=2,          # brand/color values seen fewer times map to 0
+    head_dropout=0.1,        # dropout before each head Linear
+    # --- loss
+    loss="ce",               # ce | poly1 (CE + poly_eps * (1 - p_true)); reg heads always use MSE
+    poly_eps=1.0,            # Poly-1 epsilon
+    # --- optimisation
+    epochs=3,                # passes over the training folds
+    batch_size=32,           # examples per micro-batch
+    eval_batch_size=128,     # examples per inference batch
+    grad_accum=1,            # micro-batches per optimizer step
+    lr=2e-5,                 # encoder learning rate (AdamW)
+    head_lr=1e-3,            # learning rate of the head, 3-gram bags and ID embeddings
+    weight_decay=0.01,       # AdamW weight decay (not on biases and LayerNorm)
+    warmup_ratio=0.1,        # linear warmup share of the cosine schedule
+    max_grad_norm=1.0,       # gradient clipping; 0 = off
+    evals_per_epoch=1,       # validation passes per epoch; the best by task metric is kept
+    # --- fine-tuning tricks (paper Table 5)
+    ema=False,               # exponential moving average of weights; evaluate and save with EMA weights
+    ema_decay=0.999,         # EMA decay (warmed up as min(decay, (1+step)/(10+step)))
+    fgm=False,               # adversarial perturbation of word embeddings
+    fgm_eps=0.5,             # FGM step size eps * g / ||g||
+    rdrop=False,             # R-Drop: symmetric KL (MSE for reg heads) between two dropout passes
+    rdrop_alpha=0.5,         # weight of the R-Drop term (mean over the batch)
+    mixup=False,             # embedding mixup with an in-batch permutation and soft targets
+    mixup_alpha=0.2,         # Beta(alpha, alpha) mixing weight
+    # --- speed
+    precision="auto",        # auto (bf16 on GPUs that have it, else fp16; fp32 on CPU) | fp32 | bf16 | fp16
+    pad_multiple=32,         # pad batches to a multiple of this (tensor-core friendly); 1 = off
+    bucket=True,             # length-bucketed training batches (shuffled buckets) and length-sorted inference
+    compile=False,           # torch.compile the encoder
+    threads=0,               # CPU threads for torch (0 = its default)
+    # --- checkpoints
+    save_every=500,          # optimizer steps between resumable checkpoints; 0 = only at the end
+    # --- label cleaning (confident learning)
+    clean_frac=0.04,         # share of training rows dropped as label issues
+    # --- blending
+    members=[],              # experiment names blended (task 1: classifiers and regressors)
+    blend_steps=10,          # weight grid resolution per member (weights in multiples of 1/blend_steps)
+    # --- multi-task pre-training (Figure 1)
+    pt_epochs=1,             # passes over the catalog corpora
+    pt_batch_size=32,        # examples per pre-training batch
+    pt_lr=5e-5,              # pre-training learning rate
+    pt_mlm=True,             # masked LM (15%, 80/10/10) on product text blocks
+    pt_p2q=True,             # Product2Query: fake query spans vs permuted within locale
+    pt_brand=True,           # Product2Brand classification
+    pt_color=True,           # Product2Color classification
+    pt_simcse=True,          # SimCSE contrastive (two dropout passes, in-batch negatives)
+    pt_temperature=0.05,     # SimCSE temperature
+    pt_weights=[1.0, 1.0, 1.0, 1.0, 1.0],  # loss weights of mlm, p2q, brand, color, simcse
+    pt_span_mean=[4.0, 4.0, 8.0],  # Poisson mean of fake-query span length (characters) for us, es, jp
+    pt_holdout=0.05,         # share of products held out for MLM loss and accuracies
+)

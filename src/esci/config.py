@@ -1,0 +1,117 @@
+"""Experiment configuration: a documented base plus small files that list only what they change.
+
+In: `configs/base.py` (every key, one line of documentation each) and any number of config files
+(`configs/sample.py configs/t2_a.py`), applied in order, then `key=value` command-line overrides.
+Out: a `Config` (attribute access) whose keys and types match the base; unknown keys or wrong types fail with
+the file or argument that caused them. `save()` writes the resolved config next to a result.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import runpy
+import sys
+from pathlib import Path
+
+from .io import write_json
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = ROOT / "configs"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class Config(dict):
+    __getattr__ = dict.__getitem__
+
+    def __setattr__(self, key, value):
+        self[key] = value
+
+    def save(self, path) -> None:
+        write_json(dict(self), path)
+
+    @property
+    def run_dir(self) -> Path:
+        """output/<profile>/<name>: where this experiment's folds, OOF and test tables go."""
+        return Path(self.output_dir) / self.profile / self.name
+
+    @property
+    def prep_dir(self) -> Path:
+        """output/<profile>/data/task<k>: the prepared task tables and folds, made once per profile and task."""
+        return Path(self.output_dir) / self.profile / "data" / f"task{self.task}"
+
+
+def _read_file(path: Path) -> dict:
+    if not path.exists():
+        alt = CONFIG_DIR / path.name
+        if not alt.exists():
+            raise ConfigError(f"{path}: config file not found; fix: give a path or a name under {CONFIG_DIR}")
+        path = alt
+    ns = runpy.run_path(str(path))
+    if not isinstance(ns.get("cfg"), dict):
+        raise ConfigError(f"{path}: defines no `cfg = dict(...)`; fix: add one listing the keys it changes")
+    return ns["cfg"]
+
+
+def _check_type(key: str, value, default, where: str):
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ConfigError(f"{where}: key '{key}' must be {type(default).__name__} (base value {default!r}), "
+                          f"got {type(value).__name__} {value!r}; fix: give a value of that type")
+    return value
+
+
+def _parse_override(arg: str, base: dict):
+    key, _, text = arg.partition("=")
+    key = key.strip()
+    if key not in base:
+        raise ConfigError(f"command line: unknown config key '{key}' in '{arg}'; fix: see configs/base.py for keys")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        if not isinstance(base[key], str):
+            raise ConfigError(f"command line: cannot parse '{text}' for key '{key}'; fix: give a Python literal")
+        value = text
+    if isinstance(base[key], str) and not isinstance(value, str):
+        value = text
+    return key, value
+
+
+def load_config(*sources: str | Path, overrides: list[str] = ()) -> Config:
+    """Base, then each file in order, then overrides; environment fills the empty path keys."""
+    base = _read_file(CONFIG_DIR / "base.py")
+    cfg = dict(base)
+    for src in sources:
+        path = Path(src)
+        for key, value in _read_file(path).items():
+            if key not in base:
+                raise ConfigError(f"{path}: unknown config key '{key}'; fix: add it to configs/base.py or fix the typo")
+            cfg[key] = _check_type(key, value, base[key], str(path))
+    for arg in overrides:
+        key, value = _parse_override(arg, base)
+        cfg[key] = _check_type(key, value, base[key], f"command line '{arg}'")
+    for key, env, default in (("data_dir", "DATA_DIR", "input"), ("output_dir", "OUTPUT_DIR", "output"),
+                              ("model_dir", "MODEL_DIR", "")):
+        if not cfg[key]:
+            cfg[key] = os.environ.get(env, default)
+    for key in ("data_dir", "output_dir"):
+        if not Path(cfg[key]).is_absolute():
+            cfg[key] = str((Path.cwd() / cfg[key]).resolve())
+    return Config(cfg)
+
+
+def from_argv(argv: list[str] | None = None) -> Config:
+    """`script.py cfgA.py cfgB.py key=value ...`: files are args without '=', overrides are the rest."""
+    argv = sys.argv[1:] if argv is None else argv
+    files = [a for a in argv if "=" not in a]
+    return load_config(*files, overrides=[a for a in argv if "=" in a])

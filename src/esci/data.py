@@ -1,0 +1,209 @@
+"""ESCI data layer: read, validate, clean and merge the Shopping Queries files; build the per-task tables.
+
+In: a data directory holding `shopping_queries_dataset_examples.parquet`, `shopping_queries_dataset_products.parquet`
+and optionally `shopping_queries_dataset_sources.csv` (the public release's schema).
+Out: `load_esci()` -> (examples, products) validated frames; `task_tables()` -> (train, test) frames of one task with
+product text merged on (product_locale, product_id), missing text as "" and HTML stripped.
+Every problem raises `DataError` with one line naming the file, the column or row, and the fix; every row a
+task excludes is counted and reported.
+"""
+from __future__ import annotations
+
+import html
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import LABELS
+
+log = logging.getLogger("esci")
+
+EXAMPLES = "shopping_queries_dataset_examples.parquet"
+PRODUCTS = "shopping_queries_dataset_products.parquet"
+SOURCES = "shopping_queries_dataset_sources.csv"
+
+EXAMPLE_COLUMNS = {"example_id": "int", "query": "str", "query_id": "int", "product_id": "str",
+                   "product_locale": "str", "esci_label": "str", "small_version": "int",
+                   "large_version": "int", "split": "str"}
+PRODUCT_COLUMNS = {"product_id": "str", "product_title": "str", "product_description": "str",
+                   "product_bullet_point": "str", "product_brand": "str", "product_color": "str",
+                   "product_locale": "str"}
+TEXT_FIELDS = {"title": "product_title", "brand": "product_brand", "color": "product_color",
+               "bullets": "product_bullet_point", "description": "product_description"}
+FIX_DOWNLOAD = "download the files as input/README.md says, or set DATA_DIR to the folder holding them"
+
+
+class DataError(ValueError):
+    """Bad input: the message is one line naming the file, the column or row, and the fix."""
+
+
+def has_esci_files(data_dir: str | Path) -> bool:
+    return (Path(data_dir) / EXAMPLES).exists() and (Path(data_dir) / PRODUCTS).exists()
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise DataError(f"{path}: file not found; fix: {FIX_DOWNLOAD}")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty; fix: download it again ({FIX_DOWNLOAD})")
+    try:
+        df = pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises several types for corrupt files
+        raise DataError(f"{path}: not a readable parquet file ({type(e).__name__}); fix: download it again, "
+                        f"a Git LFS pointer instead of the file means `git lfs pull` was not run") from None
+    if len(df) == 0:
+        raise DataError(f"{path}: file has no rows; fix: {FIX_DOWNLOAD}")
+    return df
+
+
+def _check_columns(df: pd.DataFrame, spec: dict, path: Path) -> None:
+    for col, kind in spec.items():
+        if col not in df.columns:
+            raise DataError(f"{path}: column '{col}' is missing (has {', '.join(map(str, df.columns))}); "
+                            f"fix: use the public ESCI release, whose schema has {', '.join(spec)}")
+        s = df[col]
+        if kind == "int":
+            ok = pd.api.types.is_integer_dtype(s)
+            want = "integers"
+        else:
+            ok = pd.api.types.is_string_dtype(s) or pd.api.types.is_object_dtype(s)
+            if ok and pd.api.types.is_object_dtype(s):
+                ok = s.dropna().map(type).eq(str).all()
+            want = "strings"
+        if not ok:
+            raise DataError(f"{path}: column '{col}' has dtype {s.dtype}, expected {want}; "
+                            f"fix: write the column as {want} (the public release's schema)")
+        if kind == "int" and s.isna().any():
+            raise DataError(f"{path}: column '{col}' has missing values at row {int(np.flatnonzero(s.isna())[0])}; "
+                            f"fix: every row needs a {col}")
+
+
+def _first_bad_row(mask: pd.Series) -> int:
+    return int(np.flatnonzero(mask.to_numpy())[0])
+
+
+def validate_examples(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    _check_columns(df, EXAMPLE_COLUMNS, path)
+    df = df[list(EXAMPLE_COLUMNS)].copy()
+    for col in ("query", "product_id", "product_locale", "split"):
+        bad = df[col].isna() | (df[col].astype(str).str.strip() == "")
+        if bad.any():
+            r = _first_bad_row(bad)
+            raise DataError(f"{path}: column '{col}' is empty at row {r} (example_id {df.example_id.iat[r]}); "
+                            f"fix: fill it or remove the row")
+    labelled = df.split.eq("train")
+    bad = ~df.esci_label.isin(LABELS) & (labelled | df.esci_label.notna())
+    if bad.any():
+        r = _first_bad_row(bad)
+        raise DataError(f"{path}: column 'esci_label' has unknown value {df.esci_label.iat[r]!r} at row {r}; "
+                        f"fix: use one of {', '.join(LABELS)}")
+    bad = ~df.split.isin(["train", "test"])
+    if bad.any():
+        r = _first_bad_row(bad)
+        raise DataError(f"{path}: column 'split' has unknown value {df.split.iat[r]!r} at row {r}; "
+                        f"fix: use 'train' or 'test'")
+    for col in ("small_version", "large_version"):
+        bad = ~df[col].isin([0, 1])
+        if bad.any():
+            r = _first_bad_row(bad)
+            raise DataError(f"{path}: column '{col}' has value {df[col].iat[r]} at row {r}; fix: use 0 or 1")
+    dup = df.example_id.duplicated()
+    if dup.any():
+        r = _first_bad_row(dup)
+        raise DataError(f"{path}: column 'example_id' repeats value {df.example_id.iat[r]} at row {r}; "
+                        f"fix: example_id must be unique, remove the duplicate row")
+    dup = df.duplicated(["query_id", "product_id"])
+    if dup.any():
+        r = _first_bad_row(dup)
+        raise DataError(f"{path}: row {r} repeats the (query_id, product_id) pair ({df.query_id.iat[r]}, "
+                        f"{df.product_id.iat[r]}); fix: judge each product once per query")
+    return df
+
+
+def clean_text(s: pd.Series) -> pd.Series:
+    """HTML tags and entities out, whitespace folded, missing -> "" (never the strings 'None' or 'nan')."""
+    out = s.astype(object).where(s.notna(), "")
+    out = out.map(lambda t: t if isinstance(t, str) else "")
+    out = out.str.replace(r"<\s*br\s*/?\s*>|</\s*(p|li|div)\s*>", " ", regex=True, flags=re.I)
+    out = out.str.replace(r"<[^>]{0,500}>", " ", regex=True).map(html.unescape)
+    return out.str.replace(r"\s+", " ", regex=True).str.strip()
+
+
+def validate_products(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    _check_columns(df, PRODUCT_COLUMNS, path)
+    df = df[list(PRODUCT_COLUMNS)].copy()
+    for col in ("product_id", "product_locale"):
+        bad = df[col].isna() | (df[col].astype(str).str.strip() == "")
+        if bad.any():
+            raise DataError(f"{path}: column '{col}' is empty at row {_first_bad_row(bad)}; fix: fill it or "
+                            f"remove the row")
+    dup = df.duplicated(["product_locale", "product_id"])
+    if dup.any():
+        r = _first_bad_row(dup)
+        raise DataError(f"{path}: row {r} repeats (product_locale, product_id) = ({df.product_locale.iat[r]}, "
+                        f"{df.product_id.iat[r]}); fix: keep one row per product and locale")
+    for col in TEXT_FIELDS.values():
+        df[col] = clean_text(df[col])
+    return df
+
+
+def load_esci(data_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read and validate examples and products; every example's product must be in the catalog."""
+    data_dir = Path(data_dir)
+    ex_path, pr_path = data_dir / EXAMPLES, data_dir / PRODUCTS
+    examples = validate_examples(_read_parquet(ex_path), ex_path)
+    products = validate_products(_read_parquet(pr_path), pr_path)
+    key = pd.MultiIndex.from_frame(products[["product_locale", "product_id"]])
+    missing = ~pd.MultiIndex.from_frame(examples[["product_locale", "product_id"]]).isin(key)
+    if missing.any():
+        r = _first_bad_row(pd.Series(missing))
+        raise DataError(f"{ex_path}: {int(missing.sum())} examples name a product missing from {pr_path.name}, "
+                        f"first at row {r} (example_id {examples.example_id.iat[r]}, product "
+                        f"{examples.product_locale.iat[r]}/{examples.product_id.iat[r]}); fix: use the products "
+                        f"file of the same release")
+    empty_title = products.product_title.eq("")
+    if empty_title.any():
+        log.info("%s: %d products have no title (kept; their text is brand/bullets/description)",
+                 pr_path.name, int(empty_title.sum()))
+    src = data_dir / SOURCES
+    if src.exists():
+        sources = pd.read_csv(src)
+        if not {"query_id", "source"} <= set(sources.columns):
+            raise DataError(f"{src}: columns 'query_id' and 'source' expected, found {list(sources.columns)}; "
+                            f"fix: use the public release's sources file or remove it")
+        examples = examples.merge(sources[["query_id", "source"]].drop_duplicates("query_id"),
+                                  on="query_id", how="left")
+    return examples, products
+
+
+def _report(task: int, what: str, kept: int, dropped: int, why: str) -> None:
+    log.info("task %d %s: %d rows kept, %d excluded (%s)", task, what, kept, dropped, why)
+
+
+def task_tables(examples: pd.DataFrame, products: pd.DataFrame, task: int,
+                add_task1_rows: bool = False, aug_weight: float = 0.3) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, test) for one task: version filter, split, product text merged, `weight` per row.
+
+    add_task1_rows (tasks 2-3): add small_version training rows that the large version lacks, at `aug_weight`.
+    In the public release the small version is a subset of the large one, so this adds rows only for
+    catalogs where it is not."""
+    version = "small_version" if task == 1 else "large_version"
+    keep = examples[version].eq(1)
+    _report(task, "version filter", int(keep.sum()), int((~keep).sum()), f"{version}==0")
+    rows = examples[keep].assign(weight=1.0)
+    if task != 1 and add_task1_rows:
+        extra = examples[~keep & examples.small_version.eq(1) & examples.split.eq("train")]
+        rows = pd.concat([rows, extra.assign(weight=float(aug_weight))], ignore_index=True)
+        log.info("task %d: added %d task-1 training rows at weight %.2f", task, len(extra), aug_weight)
+    rows = rows.merge(products, on=["product_locale", "product_id"], how="left", validate="many_to_one")
+    for name, col in TEXT_FIELDS.items():
+        rows[name] = rows.pop(col)
+    rows = rows.sort_values("example_id", kind="stable").reset_index(drop=True)
+    train = rows[rows.split.eq("train")].reset_index(drop=True)
+    test = rows[rows.split.eq("test")].drop(columns=["esci_label"]).reset_index(drop=True)
+    log.info("task %d: %d train rows (%d queries), %d test rows (%d queries)", task, len(train),
+             train.query_id.nunique(), len(test), test.query_id.nunique())
+    return train, test

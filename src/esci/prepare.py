@@ -1,0 +1,68 @@
+"""Prepare stage: resolve the data directory, load and validate, build one task's tables and its folds, once.
+
+In: config (data_dir, task, n_folds, seed, add_task1_rows, sample_if_missing).
+Out: output/<profile>/data/task<k>/{train.parquet, test.parquet, folds.parquet, summary.json}; summary.json is
+written last and marks the stage complete, so a rerun skips it and a crash leaves nothing a later stage reads.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from .data import FIX_DOWNLOAD, DataError, has_esci_files, load_esci, task_tables
+from .folds import attach_folds, make_folds
+from .io import read_json, write_json, write_parquet
+from .sample import write_sample
+
+log = logging.getLogger("esci")
+
+
+def resolve_data_dir(cfg) -> Path:
+    """The ESCI folder to read; generates the embedded sample when allowed and no files are present."""
+    data_dir = Path(cfg.data_dir)
+    if has_esci_files(data_dir):
+        return data_dir
+    if not cfg.sample_if_missing:
+        raise DataError(f"{data_dir}: no shopping_queries_dataset_*.parquet files; fix: {FIX_DOWNLOAD}")
+    sample_dir = Path(cfg.output_dir) / cfg.profile / "sample_data"
+    if not has_esci_files(sample_dir):
+        info = write_sample(sample_dir, cfg.sample_queries, cfg.seed, cfg.sample_noise)
+        print(f"no ESCI files in {data_dir}: generated the embedded sample ({info['queries']} queries, "
+              f"{info['examples']} examples) in {sample_dir}", flush=True)
+    return sample_dir
+
+
+def prepare(cfg) -> Path:
+    out = cfg.prep_dir
+    if (out / "summary.json").exists():
+        log.info("prepared tables in %s are complete; skipping", out)
+        return out
+    data_dir = resolve_data_dir(cfg)
+    examples, products = load_esci(data_dir)
+    train, test = task_tables(examples, products, cfg.task, cfg.add_task1_rows, cfg.aug_weight)
+    folds = make_folds(train, cfg.n_folds, cfg.seed)
+    write_parquet(train, out / "train.parquet")
+    write_parquet(test, out / "test.parquet")
+    write_parquet(folds, out / "folds.parquet")
+    summary = dict(data_dir=str(data_dir), task=cfg.task, train_rows=len(train), test_rows=len(test),
+                   train_queries=int(train.query_id.nunique()), n_folds=cfg.n_folds, seed=cfg.seed,
+                   labels=train.esci_label.value_counts().to_dict(),
+                   fold_rows=attach_folds(train, folds).fold.value_counts().sort_index().tolist())
+    write_json(summary, out / "summary.json")
+    log.info("task %d prepared in %s: %s", cfg.task, out, summary)
+    return out
+
+
+def load_prepared(cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train with `fold`, test) from the prepare stage; fails if it has not run."""
+    out = cfg.prep_dir
+    if not (out / "summary.json").exists():
+        raise FileNotFoundError(f"{out}/summary.json: prepared tables missing; fix: run src/01_prepare.py first")
+    summary = read_json(out / "summary.json")
+    if summary["n_folds"] != cfg.n_folds:
+        raise ValueError(f"{out}: folds were made with n_folds={summary['n_folds']}, config says {cfg.n_folds}; "
+                         f"fix: use the same n_folds or delete {out} to remake them")
+    train = attach_folds(pd.read_parquet(out / "train.parquet"), pd.read_parquet(out / "folds.parquet"))
+    return train, pd.read_parquet(out / "test.parquet")

@@ -1,0 +1,39 @@
+import pytest
+
+from esci.config import ConfigError, load_config
+
+
+def test_files_apply_in_order_and_env_fills_paths(monkeypatch, tmp_path):
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    cfg = load_config("configs/sample.py", overrides=["lr=3e-5", "fields=['title']", "name=x", "epochs=1"])
+    assert cfg.profile == "sample" and cfg.n_folds == 3 and cfg.lr == 3e-5 and cfg.fields == ["title"]
+    assert cfg.data_dir == str(tmp_path) and cfg.run_dir.name == "x"
+
+
+def test_int_accepted_for_float_but_not_reverse():
+    assert load_config(overrides=["lr=1"]).lr == 1.0
+    with pytest.raises(ConfigError, match="'epochs' must be int"):
+        load_config(overrides=["epochs=1.5"])
+
+
+@pytest.mark.parametrize("arg,word", [("lerning_rate=1", "unknown config key 'lerning_rate'"),
+                                      ("ema=1", "'ema' must be bool"),
+                                      ("fields=title", "cannot parse 'title' for key 'fields'"),
+                                      ("fields=7", "'fields' must be list")])
+def test_bad_overrides_fail(arg, word):
+    with pytest.raises(ConfigError, match=word):
+        load_config(overrides=[arg])
+
+
+def test_unknown_key_in_file(tmp_path):
+    f = tmp_path / "bad.py"
+    f.write_text("cfg = dict(bach_size=3)\n")
+    with pytest.raises(ConfigError, match="bad.py: unknown config key 'bach_size'"):
+        load_config(f)
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = load_config("configs/sample.py")
+    cfg.save(tmp_path / "config.json")
+    import json
+    assert json.loads((tmp_path / "config.json").read_text())["max_len"] == cfg.max_len

@@ -1,0 +1,91 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import pytrec_eval
+from sklearn.metrics import ndcg_score
+
+from esci import GAINS
+from esci.metrics import micro_f1, ndcg, ndcg_per_query, ndcg_report, query_ndcg
+
+
+def frame(labels, scores, qid=0):
+    return pd.DataFrame({"query_id": qid, "esci_label": list(labels), "score": scores})
+
+
+def test_hand_computed_cases():
+    # E ranked second behind S: DCG = 0.1/log2(2) + 1/log2(3); IDCG = 1 + 0.1/log2(3)
+    got = ndcg(frame("SE", [2.0, 1.0]))
+    assert got == pytest.approx((0.1 + 1 / math.log2(3)) / (1 + 0.1 / math.log2(3)))
+    assert ndcg(frame("ESCI", [4, 3, 2, 1])) == pytest.approx(1.0)
+    # C above S: gains 1, .01, .1
+    want = (1 + 0.01 / math.log2(3) + 0.1 / 2) / (1 + 0.1 / math.log2(3) + 0.01 / 2)
+    assert ndcg(frame("ECS", [3, 2, 1])) == pytest.approx(want)
+
+
+def test_ties_take_the_expected_order():
+    # E and I tied at the top: each position gets the mean gain 0.5
+    want = (0.5 + 0.5 / math.log2(3)) / 1.0
+    assert ndcg(frame("EI", [1.0, 1.0])) == pytest.approx(want)
+    assert ndcg(frame("IE", [1.0, 1.0])) == pytest.approx(want)
+
+
+def test_all_irrelevant_query_scores_zero_and_counts_in_mean():
+    df = pd.concat([frame("II", [1, 2], qid=1), frame("EI", [2, 1], qid=2)])
+    per_q = ndcg_per_query(df)
+    assert per_q.loc[1] == 0.0 and per_q.loc[2] == 1.0
+    assert ndcg(df) == pytest.approx(0.5)
+
+
+def test_official_mode_swaps_s_and_c():
+    df = frame("CS", [2, 1])
+    assert ndcg(df) < 1.0 and ndcg(df, official=True) == pytest.approx(1.0)
+
+
+def random_queries(rng, n_q=40, ties=False):
+    rows = []
+    for q in range(n_q):
+        n = int(rng.integers(2, 30))
+        labels = rng.choice(list("ESCI"), n, p=[0.6, 0.2, 0.05, 0.15])
+        scores = rng.integers(0, 4, n).astype(float) if ties else rng.random(n)
+        rows.append(pd.DataFrame({"query_id": q, "product_id": [f"p{i}" for i in range(n)],
+                                  "esci_label": labels, "score": scores}))
+    return pd.concat(rows, ignore_index=True)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_matches_sklearn(ties):
+    df = random_queries(np.random.default_rng(0), ties=ties)
+    per_q = ndcg_per_query(df)
+    for q, g in df.groupby("query_id"):
+        gains = g.esci_label.map(GAINS).to_numpy()[None]
+        want = ndcg_score(gains, g.score.to_numpy()[None]) if gains.max() > 0 else 0.0
+        assert per_q.loc[q] == pytest.approx(want, abs=1e-9)
+
+
+@pytest.mark.parametrize("official", [False, True])
+def test_matches_pytrec_eval(official):
+    df = random_queries(np.random.default_rng(1))
+    gains = {"E": 100, "S": 1 if official else 10, "C": 10 if official else 1, "I": 0}
+    qrel = {str(q): {p: gains[l] for p, l in zip(g.product_id, g.esci_label)} for q, g in df.groupby("query_id")}
+    run = {str(q): dict(zip(g.product_id, g.score)) for q, g in df.groupby("query_id")}
+    res = pytrec_eval.RelevanceEvaluator(qrel, {"ndcg"}).evaluate(run)
+    per_q = ndcg_per_query(df, official=official)
+    for q, v in res.items():
+        assert per_q.loc[int(q)] == pytest.approx(v["ndcg"], abs=1e-9)
+
+
+def test_report_has_locales():
+    df = random_queries(np.random.default_rng(2), n_q=12)
+    df["product_locale"] = np.where(df.query_id % 3 == 0, "jp", "us")
+    rep = ndcg_report(df)
+    assert set(rep) == {"ndcg", "ndcg_official", "ndcg_jp", "ndcg_us"}
+    assert min(rep["ndcg_jp"], rep["ndcg_us"]) <= rep["ndcg"] <= max(rep["ndcg_jp"], rep["ndcg_us"])
+
+
+def test_micro_f1():
+    assert micro_f1(list("ESCI"), list("ESII")) == 0.75
+    with pytest.raises(ValueError):
+        micro_f1([], [])
+    assert query_ndcg(np.array([0.0]), np.array([1.0])) == 0.0

@@ -1,0 +1,49 @@
+import pandas as pd
+import pytest
+
+from esci.data import task_tables
+from esci.submission import SubmissionError, validate, write_task1, write_task2, write_task3
+
+
+@pytest.fixture
+def test_table(esci):
+    return task_tables(*esci, task=2)[1]
+
+
+def preds(test):
+    return test.assign(score=test.example_id % 7, esci_label="E", substitute=test.example_id % 2 == 0)
+
+
+def test_writers_round_trip(tmp_path, test_table):
+    p = preds(test_table)
+    for task, writer in ((1, write_task1), (2, write_task2), (3, write_task3)):
+        path = tmp_path / f"t{task}.csv"
+        writer(p, path)
+        assert validate(task, path, test_table)["rows"] == len(test_table)
+    ranked = pd.read_csv(tmp_path / "t1.csv")
+    first_q = ranked.query_id.iat[0]
+    order = ranked[ranked.query_id == first_q].product_id.tolist()
+    scores = p.set_index(["query_id", "product_id"]).score
+    assert [scores[(first_q, pid)] for pid in order] == sorted(scores.loc[first_q], reverse=True)
+
+
+@pytest.mark.parametrize("task", [1, 2, 3])
+def test_missing_duplicated_unknown(tmp_path, test_table, task):
+    writer = {1: write_task1, 2: write_task2, 3: write_task3}[task]
+    p = preds(test_table)
+    cases = {"missing": p.iloc[1:], "duplicated": pd.concat([p, p.iloc[[0]]]),
+             "not in the test set": pd.concat([p, p.iloc[[0]].assign(example_id=-1, product_id="B0NOPE")])}
+    for word, bad in cases.items():
+        writer(bad, tmp_path / "s.csv")
+        with pytest.raises(SubmissionError, match=word):
+            validate(task, tmp_path / "s.csv", test_table)
+
+
+def test_bad_label_value_and_columns(tmp_path, test_table):
+    path = tmp_path / "s.csv"
+    pd.DataFrame({"example_id": test_table.example_id, "esci_label": "E"}).to_csv(path, index=False)
+    with pytest.raises(SubmissionError, match="outside"):
+        validate(2, path, test_table)
+    pd.DataFrame({"example_id": test_table.example_id}).to_csv(path, index=False)
+    with pytest.raises(SubmissionError, match="columns"):
+        validate(3, path, test_table)
