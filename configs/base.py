@@ -5,6 +5,7 @@ cfg = dict(
     profile="base",          # data/scale profile (sample | full); results go to output/<profile>/<name>/
     name="base",             # experiment name, self-describing (t2_a = task 2, field order a)
     task=2,                  # 1 ranking (nDCG), 2 E/S/C/I classification (micro-F1), 3 substitute (micro-F1)
+    fold=0,                  # fold to train (its rows are validation); -1 = full fit on all training rows
     seed=42,                 # every RNG (folds, sampler, dropout, sample generator) derives from it
     # --- paths ("" = the environment variable, else the default in brackets)
     data_dir="",             # ESCI files [$DATA_DIR or input/]
@@ -27,6 +28,7 @@ cfg = dict(
     # --- model
     head="cls4",             # cls4 (E/S/C/I) | cls2 (substitute vs not) | reg (MSE on gains)
     use_units=True,          # multi-granular semantic units: char 3-gram bags of query / title+brand+color+bullets / description
+    unit_match=False,        # also feed query*title and query*description bag products to the head (not in the paper)
     unit_dim=64,             # size of each 3-gram bag embedding
     ngram_min_count=2,       # 3-grams seen fewer times in training text get no id
     ngram_max_vocab=500000,  # most frequent 3-grams kept

@@ -1,7 +1,8 @@
 """Experiment configuration: a documented base plus small files that list only what they change.
 
 In: `configs/base.py` (every key, one line of documentation each) and any number of config files
-(`configs/sample.py configs/t2_a.py`), applied in order, then `key=value` command-line overrides.
+(`configs/sample.py configs/t2_a.py`), applied in order, then `key=value` command-line overrides. A file may
+name `parent = "t1_a"` to start from another experiment's file.
 Out: a `Config` (attribute access) whose keys and types match the base; unknown keys or wrong types fail with
 the file or argument that caused them. `save()` writes the resolved config next to a result.
 """
@@ -52,7 +53,8 @@ def _read_file(path: Path) -> dict:
     ns = runpy.run_path(str(path))
     if not isinstance(ns.get("cfg"), dict):
         raise ConfigError(f"{path}: defines no `cfg = dict(...)`; fix: add one listing the keys it changes")
-    return ns["cfg"]
+    parent = _read_file(CONFIG_DIR / f"{ns['parent']}.py") if ns.get("parent") else {}
+    return {**parent, **ns["cfg"]}
 
 
 def _check_type(key: str, value, default, where: str):
@@ -110,8 +112,27 @@ def load_config(*sources: str | Path, overrides: list[str] = ()) -> Config:
     return Config(cfg)
 
 
+def member_config(cfg: Config, name: str) -> Config:
+    """The config of experiment `name` (configs/<name>.py) under cfg's profile and paths."""
+    return load_config(CONFIG_DIR / f"{cfg.profile}.py", CONFIG_DIR / f"{name}.py",
+                       overrides=[f"{k}={cfg[k]}" for k in ("data_dir", "output_dir", "model_dir", "n_folds", "seed")])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m esci.config FILES... [key=value ...] --get KEY` prints one resolved value (for the drivers)."""
+    argv = sys.argv[1:] if argv is None else argv
+    key = argv[argv.index("--get") + 1]
+    cfg = from_argv([a for i, a in enumerate(argv) if a != "--get" and (i == 0 or argv[i - 1] != "--get")])
+    value = cfg[key]
+    print(" ".join(map(str, value)) if isinstance(value, list) else value)
+
+
 def from_argv(argv: list[str] | None = None) -> Config:
     """`script.py cfgA.py cfgB.py key=value ...`: files are args without '=', overrides are the rest."""
     argv = sys.argv[1:] if argv is None else argv
     files = [a for a in argv if "=" not in a]
     return load_config(*files, overrides=[a for a in argv if "=" in a])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,2 @@
+# Task 1 classifier, brand and color first.
+cfg = dict(name="t1_b", task=1, head="cls4", fields=["brand", "color", "title", "bullets", "description"])

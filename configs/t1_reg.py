@@ -1,0 +1,2 @@
+# Task 1 regressor: one unit, MSE on the gains (E 1, S 0.1, C 0.01, I 0).
+cfg = dict(name="t1_reg", task=1, head="reg")

@@ -1,0 +1,17 @@
+"""Stage 5: blend several experiments' OOF predictions; weights (and task 3's threshold) tuned on OOF.
+
+Usage: python src/05_blend.py configs/sample.py configs/blend_t2.py
+Each member name is an experiment config, configs/<member>.py, read over configs/<profile>.py.
+Out: output/<profile>/<blend name>/ (see esci.blend).
+"""
+from esci.blend import run_blend
+from esci.config import from_argv, member_config
+from esci.log import setup
+from esci.prepare import load_prepared
+
+if __name__ == "__main__":
+    setup("blend")
+    cfg = from_argv()
+    members = [member_config(cfg, m) for m in cfg.members]
+    train, test = load_prepared(cfg)
+    run_blend(cfg, train, test, members)

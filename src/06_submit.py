@@ -1,0 +1,32 @@
+"""Stage 6: write the task's KDD Cup submission from a blend's test predictions and validate it.
+
+Usage: python src/06_submit.py configs/sample.py configs/blend_t2.py
+Out: output/<profile>/submissions/task<k>.csv; prints its path and the blend's CV table.
+"""
+import pandas as pd
+
+from esci.config import from_argv
+from esci.io import read_json
+from esci.log import setup
+from esci.prepare import load_prepared
+from esci.submission import validate, write_task1, write_task2, write_task3
+from esci.tasks import predicted_labels
+
+if __name__ == "__main__":
+    setup("submit")
+    cfg = from_argv()
+    _, test = load_prepared(cfg)
+    blend = read_json(cfg.run_dir / "blend.json")
+    pred = test[["example_id", "query_id", "product_id"]].merge(pd.read_parquet(cfg.run_dir / "test.parquet"),
+                                                                 on="example_id", how="left", validate="one_to_one")
+    path = cfg.run_dir.parent / "submissions" / f"task{cfg.task}.csv"
+    if cfg.task == 1:
+        write_task1(pred, path)
+    elif cfg.task == 2:
+        write_task2(pred.assign(esci_label=predicted_labels(2, pred)), path)
+    else:
+        write_task3(pred.assign(substitute=predicted_labels(3, pred, blend["threshold"]).eq("S")), path)
+    info = validate(cfg.task, path, test)
+    print(f"task {cfg.task} submission: {path} ({info['rows']} rows, validated)")
+    print(f"CV table: {cfg.run_dir / 'cv.csv'}")
+    print(pd.read_csv(cfg.run_dir / "cv.csv").to_string(index=False))

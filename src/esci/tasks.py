@@ -1,0 +1,60 @@
+"""What differs between tasks and heads, in one place: training targets, prediction columns, the task metric.
+
+Prediction tables (oof.parquet, test.parquet) are keyed by example_id and hold, by head:
+  cls4  p_E p_S p_C p_I and score = expected gain 1*p_E + 0.1*p_S + 0.01*p_C
+  cls2  p_sub and score = p_sub
+  reg   score (predicted gain)
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import GAINS, LABELS
+from .metrics import micro_f1, ndcg
+
+PROB_COLUMNS = {"cls4": [f"p_{l}" for l in LABELS], "cls2": ["p_sub"], "reg": []}
+
+
+def targets(df: pd.DataFrame, head: str) -> np.ndarray:
+    if head == "cls4":
+        return df.esci_label.map({l: i for i, l in enumerate(LABELS)}).to_numpy(np.int64)
+    if head == "cls2":
+        return df.esci_label.eq("S").to_numpy(np.int64)
+    return df.esci_label.map(GAINS).to_numpy(np.float32)
+
+
+def outputs_frame(head: str, example_id: np.ndarray, out: torch.Tensor) -> pd.DataFrame:
+    out = out.float()
+    df = pd.DataFrame({"example_id": example_id})
+    if head == "cls4":
+        p = out.softmax(-1).numpy()
+        for i, c in enumerate(PROB_COLUMNS["cls4"]):
+            df[c] = p[:, i]
+        df["score"] = p @ np.array([GAINS[l] for l in LABELS])
+    elif head == "cls2":
+        df["p_sub"] = df["score"] = out.softmax(-1)[:, 1].numpy()
+    else:
+        df["score"] = out[:, 0].numpy()
+    return df
+
+
+def predicted_labels(task: int, pred: pd.DataFrame, threshold: float = 0.5) -> pd.Series:
+    """Task 2: argmax label; task 3: 'S' when the substitute probability passes the threshold, else 'N'."""
+    if task == 2:
+        cols = PROB_COLUMNS["cls4"]
+        return pd.Series(np.array(LABELS)[pred[cols].to_numpy().argmax(1)], index=pred.index)
+    sub = pred["p_sub"] if "p_sub" in pred else pred["p_S"]
+    return pd.Series(np.where(sub > threshold, "S", "N"), index=pred.index)
+
+
+def task_metric(task: int, df: pd.DataFrame) -> float:
+    """df: labelled rows (query_id, esci_label) joined with prediction columns."""
+    if task == 1:
+        return ndcg(df, "score")
+    truth = df.esci_label if task == 2 else df.esci_label.where(df.esci_label.eq("S"), "N")
+    return micro_f1(truth, predicted_labels(task, df))
+
+
+METRIC_NAME = {1: "ndcg", 2: "micro_f1", 3: "micro_f1"}

@@ -1,0 +1,24 @@
+# Shared by run_task{1,2,3}.sh: the stage commands, each skipped by the stage itself when its outputs are complete.
+# Environment: PROFILE (sample | full), DATA_DIR, MODEL_DIR, OUTPUT_DIR, PYTHON, LAUNCH ("accelerate launch ..."
+# to spread training over several GPUs or nodes).
+PROFILE=${PROFILE:-sample}
+PYTHON=${PYTHON:-python}
+LAUNCH=${LAUNCH:-$PYTHON}
+P=configs/$PROFILE.py
+export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
+[ -f "$P" ] || { echo "PROFILE=$PROFILE: no $P; fix: use sample or full" >&2; exit 2; }
+
+# OVERRIDES="key=value ..." is appended to every stage (tests shrink the run with it)
+read -r -a OV <<< "${OVERRIDES:-}"
+
+prepare() { $PYTHON src/01_prepare.py "$P" "configs/$1.py" ${OV[@]+"${OV[@]}"}; }
+folds() { $PYTHON -m esci.config "$P" "configs/$1.py" ${OV[@]+"${OV[@]}"} --get n_folds; }
+train_all_folds() {
+  local k
+  for k in $(seq 0 $(( $(folds "$1") - 1 ))); do
+    $LAUNCH src/03_train.py "$P" "configs/$1.py" ${OV[@]+"${OV[@]}"} fold="$k"
+  done
+}
+clean_labels() { $PYTHON src/04_clean_labels.py "$P" "configs/$1.py" ${OV[@]+"${OV[@]}"}; }
+blend() { $PYTHON src/05_blend.py "$P" "configs/$1.py" ${OV[@]+"${OV[@]}"}; }
+submit() { $PYTHON src/06_submit.py "$P" "configs/$1.py" ${OV[@]+"${OV[@]}"}; }

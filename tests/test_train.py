@@ -1,0 +1,131 @@
+"""The training loop on the tiny encoder: every head and trick trains, accumulation steps every N micro-batches,
+a run killed mid-epoch resumes to the same result, OOF covers each training row once."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from esci.config import load_config
+from esci.prepare import load_prepared, prepare
+from esci.train import EMA, batch_order, collate, rdrop_term, task_loss
+from esci.text import Features
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["model_dir=tiny", "max_train_queries=40", "max_test_rows=60", "epochs=2", "batch_size=16",
+        "lr=5e-4", "unit_match=True", "use_ids=False"]
+
+
+def tiny_cfg(tmp_path, *extra, task=2):
+    return load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}", f"data_dir={tmp_path}/none",
+                                                       "sample_queries=120", f"task={task}", *TINY, *extra])
+
+
+def run_fold(cfg_args, env=None, stage="03_train.py"):
+    return subprocess.run([sys.executable, str(ROOT / "src" / stage), "configs/sample.py", *cfg_args],
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})})
+
+
+def args(tmp_path, *extra):
+    return [f"output_dir={tmp_path}", f"data_dir={tmp_path}/none", "sample_queries=120", *TINY, *extra]
+
+
+@pytest.mark.parametrize("extra", [["head=cls4", "loss=poly1", "ema=True"], ["head=cls2", "task=3", "fgm=True"],
+                                   ["head=reg", "task=1", "rdrop=True"], ["head=cls4", "mixup=True", "grad_accum=3"],
+                                   ["head=cls4", "rdrop=True", "use_units=False", "use_ids=True"]])
+def test_heads_and_tricks_train(tmp_path, extra):
+    from esci.train import train_fold
+    cfg = tiny_cfg(tmp_path, *extra, "epochs=1", "name=x")
+    prepare(cfg)
+    m = train_fold(cfg, 0)
+    out = cfg.run_dir / "fold0"
+    oof, test = pd.read_parquet(out / "oof.parquet"), pd.read_parquet(out / "test.parquet")
+    train, _ = load_prepared(cfg)
+    val = train[train.query_id.isin(np.sort(train.query_id.unique())[:40]) & (train.fold == 0)]
+    assert sorted(oof.example_id) == sorted(val.example_id) and len(test) == 60
+    assert np.isfinite(oof.score).all() and not (out / "state.pt").exists()
+    n_micro = math.ceil(m["train_rows"] / 16)
+    assert m["steps"] == math.ceil(n_micro / cfg.grad_accum)
+    if cfg.head != "reg":
+        probs = oof.filter(like="p_").to_numpy()
+        assert ((probs >= 0) & (probs <= 1)).all()
+
+
+def test_kill_and_resume_matches_uninterrupted(tmp_path):
+    a = args(tmp_path / "a", "name=r", "save_every=4", "fold=1", "ema=True", "rdrop=True")
+    b = args(tmp_path / "b", "name=r", "save_every=4", "fold=1", "ema=True", "rdrop=True")
+    for cfg_args in (a, b):
+        assert run_fold(cfg_args, stage="01_prepare.py").returncode == 0
+    killed = run_fold(a, {"ESCI_FAIL_AT_STEP": "8"})
+    fold = tmp_path / "a/sample/r/fold1"
+    assert killed.returncode == 3, killed.stderr[-2000:]
+    assert (fold / "state.pt").exists() and not (fold / "metrics.json").exists()
+    resumed = run_fold(a)
+    assert resumed.returncode == 0 and "resumed at epoch 0, step 8" in resumed.stderr, resumed.stderr[-2000:]
+    straight = run_fold(b)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    ma, mb = (json.loads((tmp_path / d / "sample/r/fold1/metrics.json").read_text()) for d in "ab")
+    assert ma["steps"] == mb["steps"] and ma["micro_f1"] == pytest.approx(mb["micro_f1"], abs=1e-6)
+    oa, ob = (pd.read_parquet(tmp_path / d / "sample/r/fold1/oof.parquet") for d in "ab")
+    assert (oa.example_id == ob.example_id).all()
+    np.testing.assert_allclose(oa.p_E, ob.p_E, atol=1e-5)
+    again = run_fold(a)
+    assert "complete; skipping" in again.stderr
+
+
+def test_batches_cover_rows_once_and_bucket_lengths():
+    lengths = np.random.default_rng(0).integers(5, 200, 1000)
+    batches = batch_order(lengths, 32, seed=1, bucket=True)
+    rows = np.concatenate(batches)
+    assert sorted(rows) == list(range(1000))
+    spread = np.mean([lengths[b].max() - lengths[b].min() for b in batches])
+    plain = np.mean([lengths[b].max() - lengths[b].min() for b in batch_order(lengths, 32, 1, bucket=False)])
+    assert spread < plain / 3
+    assert [list(b) for b in batch_order(lengths, 32, 1, True)] == [list(b) for b in batches]
+
+
+def test_collate_pads_to_multiple():
+    feats = Features(np.arange(2), [np.array([1, 2, 3], np.int32), np.array([4], np.int32)], None,
+                     [[np.array([1, 2]), np.array([], np.int64)]] * 3, np.zeros((2, 3), np.int64), np.array([3, 1]))
+    b = collate(feats, np.array([0, 1]), pad_id=0, pad_multiple=8)
+    assert b["input_ids"].shape == (2, 8) and b["attention_mask"].sum().item() == 4
+    assert b["bag0_offsets"].tolist() == [0, 2] and b["bag0"].tolist() == [1, 2]
+
+
+def test_losses():
+    cfg = load_config(overrides=["head=cls4"])
+    logits = torch.tensor([[5.0, 0, 0, 0], [0, 5.0, 0, 0]])
+    y, w = torch.tensor([0, 1]), torch.tensor([1.0, 1.0])
+    ce = task_loss(cfg, logits, y, w)
+    cfg.loss = "poly1"
+    poly = task_loss(cfg, logits, y, w)
+    p_true = logits.softmax(-1)[0, 0]
+    assert poly.item() == pytest.approx(ce.item() + (1 - p_true).item(), rel=1e-5)
+    # weights: a zero-weight row does not count
+    assert task_loss(cfg, logits, torch.tensor([0, 0]), torch.tensor([1.0, 0.0])).item() == pytest.approx(
+        task_loss(cfg, logits[:1], y[:1], w[:1]).item())
+    assert rdrop_term(cfg, logits, logits).item() == pytest.approx(0.0, abs=1e-7)
+    assert rdrop_term(cfg, logits, logits.flip(0)).item() > 0
+    cfg.head = "reg"
+    assert rdrop_term(cfg, torch.ones(3, 1), torch.zeros(3, 1)).item() == pytest.approx(1.0)
+
+
+def test_ema_warms_up_and_tracks():
+    m = torch.nn.Linear(2, 1)
+    ema = EMA(m, 0.999)
+    w0 = ema.shadow["weight"].clone()
+    with torch.no_grad():
+        m.weight.fill_(1.0)
+    ema.update(m)
+    d = 2 / 11  # warm-up decay after the first update
+    assert torch.allclose(ema.shadow["weight"], d * w0 + (1 - d) * 1.0)
+    before = ema.shadow["weight"].clone()
+    for _ in range(50):
+        ema.update(m)
+    assert (ema.shadow["weight"] - 1).abs().max() < (before - 1).abs().max()
