@@ -86,4 +86,6 @@ cfg = dict(
     pt_weights=[1.0, 1.0, 1.0, 1.0, 1.0],  # loss weights of mlm, p2q, brand, color, simcse
     pt_span_mean=[4.0, 4.0, 8.0],  # Poisson mean of fake-query span length (characters) for us, es, jp
     pt_holdout=0.05,         # share of products held out for MLM loss and accuracies
+    pt_mask_prob=0.15,       # share of MLM tokens that are targets (80% [MASK], 10% random, 10% kept)
+    pt_max_products=0,       # 0 = the whole catalog; else a seeded subset of this many products
 )

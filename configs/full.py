@@ -15,6 +15,7 @@ cfg = dict(
     rdrop=True,
     save_every=2000,
     evals_per_epoch=2,
+    init_from="pt",          # every experiment starts from the multi-task pre-training run (configs/pt.py)
     pt_epochs=10,
     pt_lr=2e-5,
 )

@@ -14,4 +14,9 @@ cfg = dict(
     save_every=100,
     ema=True,
     ema_decay=0.99,
+    # pre-training is off here (init_from=""): on 2 CPU cores it would double run_task2.sh. To try it:
+    # OVERRIDES="init_from=pt" bash run_task2.sh (600 products, 1 epoch: a few minutes with MiniLM)
+    pt_max_products=600,
+    pt_holdout=0.1,
+    pt_lr=1e-4,
 )

@@ -12,6 +12,13 @@ export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
 read -r -a OV <<< "${OVERRIDES:-}"
 
 prepare() { $PYTHON src/01_prepare.py "$P" "configs/$1.py" ${OV[@]+"${OV[@]}"}; }
+# the pre-training run the experiment starts from (its init_from; nothing when that is empty)
+pretrain() {
+  local run
+  run=$($PYTHON -m esci.config "$P" "configs/$1.py" ${OV[@]+"${OV[@]}"} --get init_from)
+  if [ -z "$run" ]; then echo "pre-training: off for $1 (init_from is empty)"; return 0; fi
+  $LAUNCH src/02_pretrain.py "$P" "configs/$run.py" ${OV[@]+"${OV[@]}"}
+}
 folds() { $PYTHON -m esci.config "$P" "configs/$1.py" ${OV[@]+"${OV[@]}"} --get n_folds; }
 train_all_folds() {
   local k

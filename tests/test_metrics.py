@@ -89,3 +89,13 @@ def test_micro_f1():
     with pytest.raises(ValueError):
         micro_f1([], [])
     assert query_ndcg(np.array([0.0]), np.array([1.0])) == 0.0
+
+
+def test_reliability_bins_and_ece():
+    from esci.explore import reliability
+    conf = np.array([0.95, 0.95, 0.95, 0.95, 0.55, 0.55])
+    right = np.array([1, 1, 1, 0, 1, 0], bool)
+    table, ece = reliability(conf, right, bins=10)
+    assert table.bin.tolist() == [5, 9] and table.rows.tolist() == [2, 4]
+    assert table.accuracy.tolist() == [0.5, 0.75]
+    assert ece == pytest.approx((2 * 0.05 + 4 * 0.2) / 6)

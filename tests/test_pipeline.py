@@ -1,15 +1,17 @@
 """Per-task regression tests: the real driver (run_task<k>.sh) end to end on the generated sample with the tiny
 encoder; the submission validates, the blended CV stays above a floor recorded from a real run (seed 42, tiny
-encoder, 300-query sample; recorded values in FLOORS' comments) and well above the trivial baseline; a rerun skips
-every finished stage."""
+encoder, 300-query sample; recorded values in FLOORS' comments) and well above the trivial baseline; the task's
+OOF explorer notebook runs top to bottom on those outputs; a rerun skips every finished stage."""
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from nbclient import NotebookClient
 
 from esci.metrics import ndcg
 from esci.submission import validate
@@ -26,6 +28,19 @@ def run_driver(task, out):
     env = {**os.environ, "OUTPUT_DIR": str(out), "DATA_DIR": str(out / "no_data"), "PYTHON": sys.executable,
            "OVERRIDES": OVERRIDES}
     return subprocess.run(["bash", str(ROOT / f"run_task{task}.sh")], env=env, capture_output=True, text=True)
+
+
+def run_notebook(path, output_dir):
+    """Execute every cell (an error in any cell raises); the kernel inherits OUTPUT_DIR."""
+    nb = nbformat.read(path, as_version=4)
+    old = os.environ.get("OUTPUT_DIR")
+    os.environ["OUTPUT_DIR"] = str(output_dir)
+    try:
+        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    finally:
+        os.environ.pop("OUTPUT_DIR") if old is None else os.environ.__setitem__("OUTPUT_DIR", old)
+    images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert images >= 4, f"{path.name}: {images} plots"
 
 
 def trivial(task, train):
@@ -55,6 +70,7 @@ def test_driver_end_to_end(tmp_path, task):
     if task == 1:
         report = (tmp_path / "sample/t1_a/clean_report.json").read_text()
         assert '"precision"' in report
+    run_notebook(ROOT / "notebooks" / f"task{task}_oof_explorer.ipynb", tmp_path)
     again = run_driver(task, tmp_path)
     assert again.returncode == 0 and " epoch " not in again.stderr
     assert again.stderr.count("complete; skipping") >= 6

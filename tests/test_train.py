@@ -14,7 +14,8 @@ import torch
 
 from esci.config import load_config
 from esci.prepare import load_prepared, prepare
-from esci.train import EMA, batch_order, collate, rdrop_term, task_loss
+from esci.loop import EMA
+from esci.train import batch_order, collate, rdrop_term, task_loss
 from esci.text import Features
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,6 +24,8 @@ def atomic_path(path: str | Path, is_dir: bool = False):
         path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         yield tmp
+        if is_dir:
+            tmp.chmod(0o755)  # mkdtemp makes it private
         if is_dir and path.exists():
             old = path.with_name(f".{path.name}.old{os.getpid()}")
             os.replace(path, old)

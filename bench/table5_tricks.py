@@ -1,0 +1,43 @@
+"""Paper Table 5 on our data: the fine-tuning trick ladder, each rung trained on every fold, CV in one table.
+
+Usage: python bench/table5_tricks.py [configs...] [key=value ...]
+       (default configs: configs/sample.py configs/t2_a.py; e.g. add model_dir=tiny epochs=4 for a quick run)
+Rungs are cumulative: base (no tricks), +EMA, +FGM, +R-Drop, +mixup. Each is an experiment named
+<name>_tricks_<rung> under output/<profile>/, so a rerun skips finished folds.
+Out: output/<profile>/tables/table5_tricks.csv (rung, CV metric, change against the previous rung), printed too.
+"""
+import sys
+
+import pandas as pd
+
+from esci.config import from_argv
+from esci.io import write_csv
+from esci.log import setup
+from esci.members import train_and_score
+from esci.tasks import METRIC_NAME
+
+RUNGS = [("base", dict(ema=False, fgm=False, rdrop=False, mixup=False)), ("ema", dict(ema=True)),
+         ("fgm", dict(fgm=True)), ("rdrop", dict(rdrop=True)), ("mixup", dict(mixup=True))]
+
+
+def main(argv):
+    setup("table5")
+    files = [a for a in argv if "=" not in a] or ["configs/sample.py", "configs/t2_a.py"]
+    base = from_argv(files + [a for a in argv if "=" in a])
+    rows, switches = [], {}
+    for rung, change in RUNGS:
+        switches.update(change)
+        cfg = base.__class__({**base, **switches, "name": f"{base.name}_tricks_{rung}"})
+        rows.append({"rung": rung if rung == "base" else f"+{rung}", **{k: switches[k] for k in ("ema", "fgm", "rdrop",
+                                                                                                  "mixup")},
+                     METRIC_NAME[cfg.task]: train_and_score(cfg)})
+    table = pd.DataFrame(rows)
+    table["change"] = table[METRIC_NAME[base.task]].diff()
+    out = base.run_dir.parent / "tables" / "table5_tricks.csv"
+    write_csv(table, out)
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    print(f"table: {out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

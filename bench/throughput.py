@@ -1,0 +1,175 @@
+"""Throughput: the project's training loop and inference against a plain loop, same model, same pair lengths.
+
+Usage: python bench/throughput.py [--model minilm|tiny|xlmr-large|DIR] [--train-rows N] [--infer-rows N]
+                                  [--batch 128] [--compile] [--threads N]
+  project  esci.loop.Loop (what fine-tuning runs) with length-bucketed batches of --batch padded to a multiple of
+           32, bf16 autocast (fp16 where bf16 is missing), fused AdamW on CUDA, optional torch.compile;
+           inference length-sorted at 4x the batch
+  plain    batches of 32 in random order padded to 256, fp16 autocast with a grad scaler, AdamW, no bucketing;
+           inference the same way
+Pair lengths are ESCI-like: lognormal tokens (median 140, sigma 0.6) clipped to [12, 256], about 16% at 256,
+the shape of (query, title | brand | color | bullets | description) pairs at max_len 256. xlmr-large is a random
+24-layer, hidden-1024 XLM-R (weights do not change the speed). On CPU there is no mixed precision; read the ratio.
+Prints examples/s for each and the ratios (project / plain).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import XLMRobertaConfig, XLMRobertaModel, get_cosine_schedule_with_warmup
+
+from esci.config import Config, load_config
+from esci.loop import EMA, Loop, adamw, batch_order, make_accelerator
+from esci.model import CrossEncoder, load_encoder
+from esci.text import Features
+from esci.train import collate
+
+MAX_LEN = 256
+
+
+def esci_like_lengths(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(np.round(rng.lognormal(np.log(140), 0.6, n)), 12, MAX_LEN).astype(int)
+
+
+def synthetic_features(n: int, vocab: int, seed: int = 0) -> Features:
+    rng = np.random.default_rng(seed)
+    lengths = esci_like_lengths(n, seed)
+    ids = [rng.integers(5, vocab, L).astype(np.int32) for L in lengths]
+    empty = [np.zeros(0, np.int64)] * n
+    return Features(np.arange(n), ids, None, [empty] * 3, np.zeros((n, 3), np.int64), lengths)
+
+
+def build_model(name: str, cfg) -> CrossEncoder:
+    if name == "xlmr-large":
+        enc = XLMRobertaModel(XLMRobertaConfig(vocab_size=250002, hidden_size=1024, num_hidden_layers=24,
+                                               num_attention_heads=16, intermediate_size=4096,
+                                               max_position_embeddings=514), add_pooling_layer=False)
+    else:
+        enc = load_encoder("" if name == "minilm" else name)
+    return CrossEncoder(enc, cfg, 0, 0, 0)
+
+
+def sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def project_train(model, feats, y, cfg, rows: int) -> float:
+    accelerator = make_accelerator(cfg)
+    optimizer = adamw(model.param_groups(cfg))
+    scheduler = get_cosine_schedule_with_warmup(optimizer, 0, 10 ** 6)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    w = np.ones(len(feats), np.float32)
+    batches = batch_order(feats.lengths, cfg.batch_size, 0, True)
+    warm = batches[:2]
+    batches = batches[2:2 + max(1, rows // cfg.batch_size)]
+
+    def loss_of(b):
+        batch = {k: v.to(accelerator.device) for k, v in collate(feats, b, 0, 32, y, w).items()}
+        with accelerator.autocast():
+            return F.cross_entropy(model(batch).float(), batch["y"])
+
+    def run(bs):
+        loop = Loop(accelerator, model, optimizer, scheduler, EMA(accelerator.unwrap_model(model), 0.999),
+                    cfg.run_dir, save_every=0, evals_per_epoch=1, name="project train")
+        loop.save_state = lambda: None  # timing only: no checkpoint writes
+        loop.run(1, lambda e: bs, loss_of, lambda: (0.0, {}), lambda: None)
+
+    run(warm)
+    sync()
+    t = time.perf_counter()
+    run(batches)
+    sync()
+    return sum(len(b) for b in batches) / (time.perf_counter() - t)
+
+
+def plain_train(model, feats, y, rows: int, device) -> float:
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    cuda = device.type == "cuda"
+    scaler = torch.amp.GradScaler(enabled=cuda)
+    order = np.random.default_rng(0).permutation(len(feats))
+    batches = [order[i:i + 32] for i in range(0, len(order), 32)]
+    n = 0
+    for i, b in enumerate(batches[:2 + max(1, rows // 32)]):
+        if i == 2:
+            sync()
+            t, n = time.perf_counter(), 0
+        batch = {k: v.to(device) for k, v in collate(feats, b, 0, MAX_LEN, y, np.ones(len(feats), np.float32)).items()}
+        with torch.autocast(device.type, dtype=torch.float16, enabled=cuda):
+            loss = F.cross_entropy(model(batch).float(), batch["y"])
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        n += len(b)
+    sync()
+    return n / (time.perf_counter() - t)
+
+
+@torch.no_grad()
+def infer(model, feats, rows: int, device, batch_size: int, pad: int, sort: bool, dtype) -> float:
+    model.to(device).eval()
+    order = np.argsort(feats.lengths[:rows], kind="stable") if sort else np.arange(rows)
+    batches = [order[i:i + batch_size] for i in range(0, rows, batch_size)]
+    cuda = device.type == "cuda"
+    with torch.autocast(device.type, dtype=dtype, enabled=cuda):
+        model({k: v.to(device) for k, v in collate(feats, batches[0], 0, pad).items()})
+        sync()
+        t = time.perf_counter()
+        for b in batches:
+            model({k: v.to(device) for k, v in collate(feats, b, 0, pad).items()})
+    sync()
+    return rows / (time.perf_counter() - t)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="minilm")
+    ap.add_argument("--train-rows", type=int, default=0, help="timed training rows per loop (default: 4096 GPU, 256 CPU)")
+    ap.add_argument("--infer-rows", type=int, default=0, help="timed inference rows (default: 16384 GPU, 512 CPU)")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--threads", type=int, default=0)
+    a = ap.parse_args()
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    train_rows = a.train_rows or (4096 if cuda else 256)
+    infer_rows = a.infer_rows or (16384 if cuda else 512)
+    cfg = load_config(overrides=["use_units=False", "use_ids=False", f"batch_size={a.batch}", "name=bench",
+                                 f"compile={a.compile}", f"threads={a.threads}", "output_dir=/tmp/esci_bench"])
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    model = build_model(a.model, cfg)
+    vocab = model.word_embeddings().weight.shape[0]
+    feats = synthetic_features(max(train_rows + 4 * a.batch, infer_rows, 64 + train_rows), vocab)
+    y = np.random.default_rng(1).integers(0, 4, len(feats))
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    low = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
+
+    if a.compile:
+        model.encoder = torch.compile(model.encoder, dynamic=True)
+    res = {"project train": project_train(model, feats, y, cfg, train_rows)}
+    model = build_model(a.model, cfg)
+    model.load_state_dict(init)
+    res["plain train"] = plain_train(model, feats, y, train_rows, device)
+    res["plain infer"] = infer(model, feats, infer_rows, device, 32, MAX_LEN, False, torch.float16)
+    if a.compile:
+        model.encoder = torch.compile(model.encoder, dynamic=True)
+    res["project infer"] = infer(model, feats, infer_rows, device, 4 * a.batch, 32, True, low)
+    where = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"model {a.model}, {where}, mean pair length {feats.lengths.mean():.0f} tokens")
+    for k in ("project train", "plain train", "project infer", "plain infer"):
+        print(f"{k:14s} {res[k]:10.1f} ex/s" if cuda else f"{k:14s} (CPU, relative only) {res[k]:8.1f} ex/s")
+    print(f"ratio train {res['project train'] / res['plain train']:.2f}x, "
+          f"infer {res['project infer'] / res['plain infer']:.2f}x (project / plain)")
+
+
+if __name__ == "__main__":
+    main()

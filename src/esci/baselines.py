@@ -1,0 +1,83 @@
+"""Simple baselines on the same prepared tables and folds as the fine-tuned models, for the comparisons a
+fine-tune must win.
+
+In: a task's prepared training table (with `fold`). Out: a CV figure per baseline:
+  majority        the most frequent label of the other folds (tasks 2-3, micro-F1)
+  tfidf_lr        logistic regression on char 2-4-gram TF-IDF of the query, of title+brand+color, and their
+                  element-wise product (shared grams), trained fold by fold (OOF micro-F1)
+  tfidf_cosine    rank by the cosine of query and title+brand+color TF-IDF vectors (task 1, nDCG)
+  biencoder       rank by the cosine of mean-pooled sentence embeddings, zero-shot (task 1, nDCG; the packaged
+                  MiniLM by default)
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+
+from .metrics import micro_f1, ndcg
+from .model import load_encoder, load_tokenizer
+
+
+def _truth(task: int, df: pd.DataFrame) -> pd.Series:
+    return df.esci_label if task == 2 else df.esci_label.where(df.esci_label.eq("S"), "N")
+
+
+def product_side(df: pd.DataFrame) -> pd.Series:
+    return (df.title + " " + df.brand + " " + df.color).str.strip()
+
+
+def majority(task: int, train: pd.DataFrame) -> float:
+    pred = pd.Series(index=train.index, dtype=object)
+    for k in sorted(train.fold.unique()):
+        held = train.fold == k
+        pred[held] = _truth(task, train[~held]).value_counts().index[0]
+    return micro_f1(_truth(task, train), pred)
+
+
+def _tfidf() -> TfidfVectorizer:
+    return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True, max_features=200000)
+
+
+def tfidf_lr(task: int, train: pd.DataFrame, seed: int = 0) -> float:
+    pred = pd.Series(index=train.index, dtype=object)
+    truth = _truth(task, train)
+    for k in sorted(train.fold.unique()):
+        held = (train.fold == k).to_numpy()
+        vec = _tfidf().fit(pd.concat([train["query"][~held], product_side(train[~held])]))
+        q, p = vec.transform(train["query"]), vec.transform(product_side(train))
+        X = sp.hstack([q, p, q.multiply(p)]).tocsr()
+        clf = LogisticRegression(C=4.0, max_iter=2000, random_state=seed).fit(X[~held], truth[~held])
+        pred[held] = clf.predict(X[held])
+    return micro_f1(truth, pred)
+
+
+def tfidf_cosine(train: pd.DataFrame) -> float:
+    vec = _tfidf().fit(pd.concat([train["query"], product_side(train)]))
+    q, p = vec.transform(train["query"]), vec.transform(product_side(train))
+    return ndcg(train.assign(score=np.asarray(q.multiply(p).sum(1)).ravel()))
+
+
+@torch.no_grad()
+def embed(texts: list[str], model_dir: str = "", batch_size: int = 64, max_len: int = 128) -> np.ndarray:
+    """Mean-pooled, L2-normalized token embeddings (sentence-transformers' recipe for MiniLM)."""
+    tok, enc = load_tokenizer(model_dir), load_encoder(model_dir).eval()
+    out = []
+    for i in range(0, len(texts), batch_size):
+        b = tok(texts[i:i + batch_size], padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+        h = enc(**b).last_hidden_state
+        m = b["attention_mask"].unsqueeze(-1).float()
+        out.append(torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp_min(1), dim=-1))
+    return torch.cat(out).numpy()
+
+
+def biencoder(train: pd.DataFrame, model_dir: str = "") -> float:
+    queries = train["query"].drop_duplicates().tolist()
+    products = product_side(train).drop_duplicates().tolist()
+    qv = dict(zip(queries, embed(queries, model_dir)))
+    pv = dict(zip(products, embed(products, model_dir)))
+    score = [float(qv[q] @ pv[p]) for q, p in zip(train["query"], product_side(train))]
+    return ndcg(train.assign(score=score))

@@ -1,0 +1,111 @@
+"""What the OOF explorer notebooks compute, kept here so the three notebooks stay thin and the logic is tested.
+
+In: only the finished outputs under output/<profile>/ (prepared tables, experiments' fold*/oof.parquet, a blend's
+oof.parquet, cv.csv and blend.json). Out: tidy frames: OOF rows joined with their labels and text, confusion
+matrices, per-locale metrics, per-query nDCG, reliability bins with the expected calibration error, and the most
+confident errors.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import LABELS
+from .config import ROOT
+from .io import read_json
+from .metrics import micro_f1, ndcg_per_query
+from .tasks import METRIC_NAME, PROB_COLUMNS, predicted_labels
+
+TEXT = ["query", "title", "brand", "color"]
+
+
+def profile_dir(profile: str = "sample", output_dir: str | None = None) -> Path:
+    """output/<profile> ($OUTPUT_DIR or the repository's output/), checked to exist."""
+    root = Path(output_dir or os.environ.get("OUTPUT_DIR") or ROOT / "output") / profile
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: no outputs; fix: run bash run_task<k>.sh (PROFILE={profile}) first")
+    return root
+
+
+def labelled(root: Path, task: int) -> pd.DataFrame:
+    """The task's training rows with their labels, text and fold."""
+    d = root / "data" / f"task{task}"
+    train = pd.read_parquet(d / "train.parquet").merge(pd.read_parquet(d / "folds.parquet"), on="query_id")
+    return train[["example_id", "query_id", "product_id", "product_locale", "esci_label", "fold", *TEXT]]
+
+
+def member_oof(root: Path, name: str) -> pd.DataFrame:
+    """All folds' OOF rows of one experiment."""
+    parts = sorted((root / name).glob("fold*/oof.parquet"))
+    if not parts:
+        raise FileNotFoundError(f"{root / name}: no fold*/oof.parquet; fix: train the experiment first")
+    return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+
+
+def blend_result(root: Path, blend: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(blended OOF, cv table of members and blend, blend.json)."""
+    d = root / blend
+    return pd.read_parquet(d / "oof.parquet"), pd.read_csv(d / "cv.csv"), read_json(d / "blend.json")
+
+
+def joined(train: pd.DataFrame, oof: pd.DataFrame) -> pd.DataFrame:
+    """OOF predictions on their labelled rows, by example_id; every row must have one."""
+    df = train.merge(oof.drop(columns=["fold"], errors="ignore"), on="example_id", how="inner", validate="one_to_one")
+    if len(df) != len(train):
+        raise ValueError(f"OOF covers {len(df)} of {len(train)} training rows; fix: finish every fold")
+    return df
+
+
+def truth(task: int, df: pd.DataFrame) -> pd.Series:
+    return df.esci_label if task != 3 else df.esci_label.where(df.esci_label.eq("S"), "N")
+
+
+def confusion(task: int, df: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
+    """Rows: given label; columns: predicted label; counts."""
+    labels = list(LABELS) if task != 3 else ["S", "N"]
+    pred = predicted_labels(2 if task == 1 else task, df, threshold)
+    return pd.crosstab(pd.Categorical(truth(task, df), labels), pd.Categorical(pred, labels),
+                       rownames=["given"], colnames=["predicted"], dropna=False)
+
+
+def per_locale(task: int, df: pd.DataFrame, threshold: float = 0.5, score: str = "score") -> pd.DataFrame:
+    rows = []
+    for loc, g in [("all", df), *sorted(df.groupby("product_locale"))]:
+        if task == 1:
+            m = float(ndcg_per_query(g, score).mean())
+        else:
+            m = micro_f1(truth(task, g), predicted_labels(task, g, threshold))
+        rows.append({"locale": loc, "queries": g.query_id.nunique(), "rows": len(g), METRIC_NAME[task]: m})
+    return pd.DataFrame(rows)
+
+
+def confidence(task: int, df: pd.DataFrame, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence of the predicted label, whether it is right) per row."""
+    if task == 3:
+        p = (df.p_sub if "p_sub" in df else df.p_S).to_numpy()
+        pred_s = p > threshold
+        return np.where(pred_s, p, 1 - p), pred_s == truth(3, df).eq("S").to_numpy()
+    probs = df[PROB_COLUMNS["cls4"]].to_numpy()
+    return probs.max(1), np.array(LABELS)[probs.argmax(1)] == df.esci_label.to_numpy()
+
+
+def reliability(conf: np.ndarray, correct: np.ndarray, bins: int = 10) -> tuple[pd.DataFrame, float]:
+    """Equal-width confidence bins: mean confidence, accuracy and count; and the expected calibration error."""
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    table = pd.DataFrame({"bin": which, "conf": conf, "correct": correct.astype(float)}).groupby("bin").agg(
+        confidence=("conf", "mean"), accuracy=("correct", "mean"), rows=("conf", "size")).reset_index()
+    ece = float((table.rows * (table.confidence - table.accuracy).abs()).sum() / max(len(conf), 1))
+    return table, ece
+
+
+def confident_errors(task: int, df: pd.DataFrame, n: int = 20, threshold: float = 0.5) -> pd.DataFrame:
+    """The n wrong predictions made with the highest confidence, with their query and product text."""
+    conf, right = confidence(task, df, threshold)
+    pred = predicted_labels(2 if task == 1 else task, df, threshold)
+    out = df.assign(given=truth(task, df), predicted=pred.to_numpy(), confidence=conf)[~right]
+    cols = ["example_id", "product_locale", "given", "predicted", "confidence", *TEXT]
+    return out.sort_values(["confidence", "example_id"], ascending=[False, True])[cols].head(n).reset_index(drop=True)

@@ -1,0 +1,236 @@
+"""The one optimisation loop shared by fine-tuning (esci.train) and multi-task pre-training (esci.pretrain).
+
+In: a prepared model/optimizer/scheduler (through Accelerate), an optional EMA, and three callables from the
+caller: the batches of an epoch, the loss of one batch, and an evaluation returning a score (higher is better).
+Out: `Loop.run()` steps every `grad_accum` micro-batches (and at the epoch's end), clips, updates the EMA,
+evaluates `evals_per_epoch` times an epoch, calls `on_best` when the score improves, and keeps a resumable
+`state.pt` (model, optimizer, scheduler, EMA, progress through the epoch's batch order, every process's RNG),
+written atomically every `save_every` steps and at each epoch's end. One tqdm bar per batch tag (examples/s).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, gather_object
+from tqdm.auto import tqdm
+
+from .io import atomic_path
+
+log = logging.getLogger("esci")
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def precision(cfg) -> str:
+    """Accelerate's mixed_precision: bf16 where the GPU has it, else fp16; none on CPU."""
+    if cfg.precision != "auto":
+        return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision]
+    if not torch.cuda.is_available():
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def make_accelerator(cfg, find_unused: bool = False) -> Accelerator:
+    """find_unused: DDP tolerates parameters a step leaves unused (pre-training's per-task heads)."""
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if find_unused else []
+    accelerator = Accelerator(mixed_precision=precision(cfg), cpu=not torch.cuda.is_available(),
+                              kwargs_handlers=handlers)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return accelerator
+
+
+def adamw(param_groups: list[dict]) -> torch.optim.AdamW:
+    return torch.optim.AdamW(param_groups, **({"fused": True} if torch.cuda.is_available() else {}))
+
+
+class EMA:
+    """Shadow copy of the weights; decay warms up as min(decay, (1+n)/(10+n))."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay, self.n = decay, 0
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model):
+        self.n += 1
+        d = min(self.decay, (1 + self.n) / (10 + self.n))
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d)
+            else:
+                self.shadow[k].copy_(v)
+
+    def state_dict(self):
+        return {"n": self.n, "shadow": self.shadow}
+
+    def load_state_dict(self, sd):
+        self.n = sd["n"]
+        for k, v in sd["shadow"].items():
+            self.shadow[k].copy_(v)
+
+
+@contextlib.contextmanager
+def swapped(model, weights):
+    """Temporarily load `weights` (e.g. the EMA shadow) into `model`."""
+    backup = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(weights)
+    try:
+        yield
+    finally:
+        model.load_state_dict(backup)
+
+
+def _rng_state():
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(s):
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+    if s["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def _fail_point(step: int) -> None:
+    """Fault injection for the resume tests: ESCI_FAIL_AT_STEP=N exits abruptly after optimizer step N."""
+    if os.environ.get("ESCI_FAIL_AT_STEP") == str(step):
+        os._exit(3)
+
+
+def batch_order(lengths: np.ndarray, batch_size: int, seed: int, bucket: bool) -> list[np.ndarray]:
+    """Shuffled batches; with bucketing, rows are length-sorted inside random windows of 50 batches first."""
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(lengths))
+    if bucket:
+        win = batch_size * 50
+        idx = np.concatenate([w[np.argsort(lengths[w], kind="stable")] for w in np.split(idx, range(win, len(idx), win))])
+    batches = [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def shard(batches: list, accelerator) -> list:
+    """This process's share of an epoch's batches; every process gets the same count."""
+    per_proc = len(batches) // accelerator.num_processes
+    return batches[accelerator.process_index::accelerator.num_processes][:per_proc]
+
+
+class Loop:
+    def __init__(self, accelerator, model, optimizer, scheduler, ema: EMA | None, out: Path, *, grad_accum: int = 1,
+                 max_grad_norm: float = 0.0, save_every: int = 0, evals_per_epoch: int = 1, name: str = "train"):
+        self.acc, self.model, self.opt, self.sched, self.ema = accelerator, model, optimizer, scheduler, ema
+        self.raw = accelerator.unwrap_model(model)
+        self.state_path = Path(out) / "state.pt"
+        self.grad_accum, self.max_grad_norm = grad_accum, max_grad_norm
+        self.save_every, self.evals_per_epoch, self.name = save_every, evals_per_epoch, name
+        self.progress = {"epoch": 0, "micro": 0, "step": 0, "best": -math.inf, "history": []}
+
+    def resume(self) -> bool:
+        if not self.state_path.exists():
+            return False
+        st = torch.load(self.state_path, weights_only=False, map_location="cpu")
+        self.raw.load_state_dict(st["model"])
+        self.opt.load_state_dict(st["optimizer"])
+        self.sched.load_state_dict(st["scheduler"])
+        if self.ema:
+            self.ema.load_state_dict(st["ema"])
+        self.progress = st["progress"]
+        _set_rng_state(st["rng"][self.acc.process_index])
+        log.info("%s: resumed at epoch %d, step %d (best %.4f)", self.name, self.progress["epoch"],
+                 self.progress["step"], self.progress["best"])
+        return True
+
+    def save_state(self) -> None:
+        rngs = gather_object([_rng_state()]) if self.acc.num_processes > 1 else [_rng_state()]
+        if self.acc.is_main_process:
+            with atomic_path(self.state_path) as tmp:
+                torch.save({"model": self.raw.state_dict(), "optimizer": self.opt.state_dict(),
+                            "scheduler": self.sched.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
+                            "progress": self.progress, "rng": rngs}, tmp)
+        self.acc.wait_for_everyone()
+
+    def eval_weights(self):
+        """Context in which the model holds the weights to evaluate and save (the EMA shadow when EMA is on)."""
+        return contextlib.nullcontext() if self.ema is None else swapped(self.raw, self.ema.shadow)
+
+    def best_weights(self) -> dict:
+        return self.ema.shadow if self.ema else self.raw.state_dict()
+
+    def record(self, epoch: int, evaluate: Callable[[], tuple[float, dict]], on_best: Callable[[], None]) -> None:
+        with self.eval_weights():
+            score, info = evaluate()
+            entry = {"epoch": epoch, "step": self.progress["step"], **info}
+            self.progress["history"].append(entry)
+            log.info("%s: %s", self.name, entry)
+            if not score <= self.progress["best"]:  # nan (nothing to validate on) keeps the latest weights
+                self.progress["best"], self.progress["best_at"] = score, len(self.progress["history"]) - 1
+                on_best()
+
+    def run(self, epochs: int, batches_for: Callable[[int], list], loss_of: Callable, evaluate: Callable,
+            on_best: Callable[[], None], after_backward: Callable | None = None,
+            tag_of: Callable = lambda item: "train") -> dict:
+        """batches_for(epoch) -> this process's batches; loss_of(item) -> loss tensor; evaluate() -> (score,
+        info) under the evaluation weights; on_best() saves them; after_backward(item) adds gradients (FGM)."""
+        acc, p = self.acc, self.progress
+        for epoch in range(p["epoch"], epochs):
+            batches = batches_for(epoch)
+            n_micro = len(batches)
+            eval_at = {int(round(n_micro * (i + 1) / self.evals_per_epoch)) for i in range(self.evals_per_epoch)}
+            bars = {}
+            for item in batches:
+                bars.setdefault(tag_of(item), [0, 0])[1] += len(item) * acc.num_processes
+            for item in batches[:p["micro"]]:
+                bars[tag_of(item)][0] += len(item) * acc.num_processes
+            bars = {tag: tqdm(total=tot, initial=done, unit="ex", position=i, disable=not acc.is_main_process,
+                              desc=f"{self.name} epoch {epoch}" + ("" if tag == "train" else f" {tag}"))
+                    for i, (tag, (done, tot)) in enumerate(sorted(bars.items()))}
+            for i in range(p["micro"], n_micro):
+                item = batches[i]
+                last = (i + 1) % self.grad_accum == 0 or i + 1 == n_micro
+                with contextlib.nullcontext() if last else acc.no_sync(self.model):
+                    loss = loss_of(item)
+                    acc.backward(loss / self.grad_accum)
+                    if after_backward is not None:
+                        after_backward(item)
+                if last:
+                    if self.max_grad_norm:
+                        acc.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+                    self.opt.step()
+                    self.sched.step()
+                    self.opt.zero_grad(set_to_none=True)
+                    if self.ema:
+                        self.ema.update(self.raw)
+                    p["step"] += 1
+                p["micro"] = i + 1
+                bar = bars[tag_of(item)]
+                bar.update(len(item) * acc.num_processes)
+                bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+                if p["micro"] in eval_at:
+                    self.record(epoch, evaluate, on_best)
+                if last and (i + 1 == n_micro or (self.save_every and p["step"] % self.save_every == 0)):
+                    if i + 1 == n_micro:
+                        p["epoch"], p["micro"] = epoch + 1, 0
+                    self.save_state()
+                    _fail_point(p["step"])
+            for bar in bars.values():
+                bar.close()
+        return p
+
+    def finish(self) -> None:
+        if self.acc.is_main_process:
+            self.state_path.unlink(missing_ok=True)

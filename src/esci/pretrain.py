@@ -1,0 +1,447 @@
+"""Multi-task pre-training of the encoder on the product catalog (paper Figure 1, Algorithm 1).
+
+In: a config (the pt_* keys of configs/base.py) and the ESCI products file (or the embedded sample).
+Corpora, per locale, from the catalog's products (a `pt_holdout` share of products is held out for evaluation):
+  mlm     product text `locale | title | brand | color | bullets | description`, tokenized once, cut into blocks
+          of max_len; 15% of tokens masked (80% [MASK], 10% random, 10% kept)
+  p2q     Product2Query: a fake query of 1-2 character spans of title+brand+color (span length from a truncated
+          Poisson, mean per locale) paired with its product (label 1), and the locale's fake queries permuted so
+          that none meets its own product (label 0)
+  attr    Product2Brand and Product2Color on `locale | title | bullets | description`: classes are normalized
+          values seen more than once; missing or rare values are ignored (-100); rows with neither are dropped
+  simcse  two dropout passes of the product text; in-batch negatives at temperature pt_temperature
+Every epoch shuffles the batches of all enabled tasks into one stream (Algorithm 1); each batch adds its task's
+weighted loss on the shared loop of esci.loop (EMA, resume, accumulation). The best weights by held-out MLM loss
+are kept.
+Out: output/<profile>/<name>/ with encoder/ (save_pretrained: config, safetensors, tokenizer), id_tables.pt
+(brand/color tables and their value vocabularies, which seed fine-tuning's ID embeddings), config.json,
+metrics.json (written last: held-out MLM loss and accuracies at the start and after every epoch).
+A fine-tuning config starts from it with init_from="<name>".
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import get_cosine_schedule_with_warmup
+
+from .data import TEXT_FIELDS, load_esci
+from .io import atomic_path, read_json, write_json
+from .loop import EMA, Loop, adamw, batch_order, make_accelerator, seed_all, shard
+from .model import load_encoder, load_tokenizer
+from .prepare import resolve_data_dir
+from .text import norm_value, product_text
+
+log = logging.getLogger("esci")
+
+TASKS = ("mlm", "p2q", "attr", "simcse")
+MLM_FIELDS = ["locale", "title", "brand", "color", "bullets", "description"]
+ATTR_FIELDS = ["locale", "title", "bullets", "description"]
+SPAN_LOCALES = ("us", "es", "jp")  # order of pt_span_mean
+IGNORE = -100
+
+
+def pretrained_dir(cfg) -> Path | None:
+    """The completed pre-training run a fine-tuning config starts from, or None."""
+    if not cfg.init_from:
+        return None
+    run = Path(cfg.output_dir) / cfg.profile / cfg.init_from
+    if not (run / "metrics.json").exists():
+        raise FileNotFoundError(f"{run}/metrics.json: pre-training run '{cfg.init_from}' is not complete; fix: run "
+                                f"src/02_pretrain.py with name={cfg.init_from} first, or set init_from=\"\"")
+    return run
+
+
+# ---------------------------------------------------------------- corpora
+
+def load_catalog(cfg) -> pd.DataFrame:
+    """Products with locale/title/brand/color/bullets/description columns and a seeded `holdout` flag."""
+    _, products = load_esci(resolve_data_dir(cfg))
+    df = products.rename(columns={v: k for k, v in TEXT_FIELDS.items()} | {"product_locale": "locale"})
+    df = df.sort_values(["locale", "product_id"], kind="stable").reset_index(drop=True)
+    if cfg.pt_max_products and len(df) > cfg.pt_max_products:
+        keep = np.random.default_rng(cfg.seed).choice(len(df), cfg.pt_max_products, replace=False)
+        df = df.iloc[np.sort(keep)].reset_index(drop=True)
+    df["holdout"] = np.random.default_rng(cfg.seed + 1).random(len(df)) < cfg.pt_holdout
+    return df
+
+
+def truncated_poisson(rng: np.random.Generator, mean: float, high: int) -> int:
+    """A Poisson(mean) draw conditioned on 1 <= k <= high (redrawn; clipped after 20 tries)."""
+    for _ in range(20):
+        k = int(rng.poisson(mean))
+        if 1 <= k <= high:
+            return k
+    return int(min(max(k, 1), high))
+
+
+def fake_query(text: str, mean: float, rng: np.random.Generator) -> list[str]:
+    """1-2 character spans of `text`, each of truncated-Poisson length; none for empty text."""
+    if not text:
+        return []
+    spans = []
+    for _ in range(int(rng.integers(1, 3))):
+        n = truncated_poisson(rng, mean, len(text))
+        start = int(rng.integers(0, len(text) - n + 1))
+        spans.append(text[start:start + n])
+    return spans
+
+
+def p2q_pairs(df: pd.DataFrame, span_means: dict, rng: np.random.Generator) -> pd.DataFrame:
+    """Rows (query, spans, product, query_source, label): each product's fake query (1) and, within its locale, a
+    derangement of the fake queries (0). `product` and `query_source` index df."""
+    source = (df.title + " " + df.brand + " " + df.color).str.strip()
+    spans = [fake_query(t, span_means.get(loc, 4.0), rng) for t, loc in zip(source, df.locale)]
+    rows = [(s, i, i, 1) for i, s in enumerate(spans) if s]
+    for _, idx in sorted(df.groupby("locale").indices.items()):
+        idx = np.array([i for i in idx if spans[i]])
+        if len(idx) < 2:
+            continue
+        order = idx[rng.permutation(len(idx))]
+        # a cyclic shift of a random order: no product keeps its own query
+        rows += [(spans[src], dst, src, 0) for dst, src in zip(order, np.roll(order, -1))]
+    out = pd.DataFrame(rows, columns=["spans", "product", "query_source", "label"])
+    out.insert(0, "query", out.spans.str.join(" "))
+    return out
+
+
+def attr_vocab(values: pd.Series, min_count: int = 2) -> dict[str, int]:
+    """Normalized values seen at least min_count times -> class 0..n-1, by (count desc, value)."""
+    counts = norm_value(values)
+    counts = counts[counts != ""].value_counts()
+    kept = sorted(((v, c) for v, c in counts.items() if c >= min_count), key=lambda vc: (-vc[1], vc[0]))
+    return {v: i for i, (v, _) in enumerate(kept)}
+
+
+def attr_labels(values: pd.Series, vocab: dict) -> np.ndarray:
+    return norm_value(values).map(vocab).fillna(IGNORE).to_numpy(np.int64)
+
+
+@dataclass
+class Corpus:
+    """Unpadded token rows of one task plus its labels (or None)."""
+    input_ids: list
+    token_type_ids: list | None
+    labels: np.ndarray | None
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([len(x) for x in self.input_ids])
+
+    def __len__(self):
+        return len(self.input_ids)
+
+
+@dataclass
+class TaskBatch:
+    task: str
+    rows: np.ndarray
+
+    def __len__(self):
+        return len(self.rows)
+
+
+def _tok(tokenizer, first, second=None, max_len=256) -> Corpus:
+    enc = tokenizer(first, second, truncation="longest_first" if second is not None else True, max_length=max_len)
+    tt = [np.asarray(x, np.int8) for x in enc["token_type_ids"]] if "token_type_ids" in enc else None
+    return Corpus([np.asarray(x, np.int32) for x in enc["input_ids"]], tt, None)
+
+
+def mlm_blocks(texts: list[str], locales: list[str], tokenizer, block: int) -> Corpus:
+    """Per locale, the texts' tokens joined by [SEP] and cut into [CLS] ... [SEP] blocks of at most `block`."""
+    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    out = []
+    for loc in sorted(set(locales)):
+        stream = [t for i, x in enumerate(ids) if locales[i] == loc for t in list(x) + [sep_id]]
+        step = block - 2
+        out += [np.asarray([cls_id] + stream[s:s + step] + [sep_id], np.int32) for s in range(0, len(stream), step)]
+    return Corpus(out, None, None)
+
+
+def build_corpora(df: pd.DataFrame, tokenizer, cfg, rng: np.random.Generator, attr_vocabs: dict) -> dict:
+    """The enabled tasks' corpora over the products in df."""
+    text = product_text(df, MLM_FIELDS, "|")
+    out = {}
+    if cfg.pt_mlm:
+        out["mlm"] = mlm_blocks(text, df.locale.tolist(), tokenizer, cfg.max_len)
+    if cfg.pt_p2q:
+        pairs = p2q_pairs(df, dict(zip(SPAN_LOCALES, cfg.pt_span_mean)), rng)
+        c = _tok(tokenizer, pairs["query"].tolist(), [text[i] for i in pairs["product"]], cfg.max_len)
+        c.labels = pairs.label.to_numpy(np.int64)
+        out["p2q"] = c
+    if cfg.pt_brand or cfg.pt_color:
+        labels = np.stack([attr_labels(df.brand, attr_vocabs["brand"]) if cfg.pt_brand else np.full(len(df), IGNORE),
+                           attr_labels(df.color, attr_vocabs["color"]) if cfg.pt_color else np.full(len(df), IGNORE)],
+                          axis=1)
+        keep = (labels != IGNORE).any(axis=1)
+        c = _tok(tokenizer, [t for t, k in zip(product_text(df, ATTR_FIELDS, "|"), keep) if k], max_len=cfg.max_len)
+        c.labels = labels[keep]
+        out["attr"] = c
+    if cfg.pt_simcse:
+        out["simcse"] = _tok(tokenizer, text, max_len=cfg.max_len)
+    return out
+
+
+def mask_tokens(ids: torch.Tensor, special: torch.Tensor, tokenizer, prob: float, generator=None):
+    """BERT masking: `prob` of the non-special tokens are targets; 80% -> [MASK], 10% random, 10% kept."""
+    labels = ids.clone()
+    chosen = (torch.rand(ids.shape, generator=generator) < prob) & ~special
+    labels[~chosen] = IGNORE
+    ids = ids.clone()
+    r = torch.rand(ids.shape, generator=generator)
+    ids[chosen & (r < 0.8)] = tokenizer.mask_token_id
+    rand = chosen & (r >= 0.8) & (r < 0.9)
+    ids[rand] = torch.randint(len(tokenizer), ids.shape, generator=generator)[rand]
+    return ids, labels
+
+
+def collate(c: Corpus, rows, pad_id: int, pad_multiple: int) -> dict:
+    n = int(math.ceil(max(len(c.input_ids[r]) for r in rows) / pad_multiple) * pad_multiple)
+    ids = np.full((len(rows), n), pad_id, np.int64)
+    mask = np.zeros((len(rows), n), np.int64)
+    tt = np.zeros((len(rows), n), np.int64) if c.token_type_ids is not None else None
+    for j, r in enumerate(rows):
+        L = len(c.input_ids[r])
+        ids[j, :L], mask[j, :L] = c.input_ids[r], 1
+        if tt is not None:
+            tt[j, :L] = c.token_type_ids[r]
+    batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+    if tt is not None:
+        batch["token_type_ids"] = torch.from_numpy(tt)
+    if c.labels is not None:
+        batch["labels"] = torch.from_numpy(c.labels[rows])
+    return batch
+
+
+# ---------------------------------------------------------------- model
+
+class PretrainModel(nn.Module):
+    """The shared encoder with an MLM head (decoder tied to the word embeddings), a Product2Query head, brand and
+    color heads scored against ID tables, and the SimCSE projection."""
+
+    def __init__(self, encoder: nn.Module, cfg, n_brands: int, n_colors: int):
+        super().__init__()
+        self.encoder = encoder
+        h = encoder.config.hidden_size
+        vocab = encoder.get_input_embeddings().weight.shape[0]
+        self.mlm = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.LayerNorm(h))
+        self.mlm_bias = nn.Parameter(torch.zeros(vocab))
+        self.p2q = nn.Sequential(nn.Dropout(0.1), nn.Linear(h, 2))
+        self.brand_proj, self.color_proj = nn.Linear(h, cfg.id_dim), nn.Linear(h, cfg.id_dim)
+        # same shape and init as the fine-tuning ID embeddings they seed
+        self.brand_table = nn.Embedding(max(n_brands, 1), cfg.id_dim)
+        self.color_table = nn.Embedding(max(n_colors, 1), cfg.id_dim)
+        self.sim = nn.Sequential(nn.Linear(h, h), nn.Tanh())
+        self.weights = dict(zip(("mlm", "p2q", "brand", "color", "simcse"), cfg.pt_weights))
+        self.temperature = cfg.pt_temperature
+
+    def _hidden(self, batch):
+        kw = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        return self.encoder(**kw).last_hidden_state
+
+    def forward(self, task: str, batch: dict) -> tuple[torch.Tensor, dict]:
+        """(weighted loss, {name: (correct or summed loss, count)}) for one task's batch."""
+        if task == "mlm":
+            labels = batch["labels"]
+            h = self._hidden(batch)[labels != IGNORE]
+            if len(h) == 0:  # nothing masked in this batch
+                return self.mlm_bias.sum() * 0, {}
+            logits = self.mlm(h.float()) @ self.encoder.get_input_embeddings().weight.float().T + self.mlm_bias
+            loss = F.cross_entropy(logits, labels[labels != IGNORE])
+            return self.weights["mlm"] * loss, {"mlm_loss": (loss.item() * len(h), len(h))}
+        if task == "p2q":
+            logits = self.p2q(self._hidden(batch)[:, 0].float())
+            loss = F.cross_entropy(logits, batch["labels"])
+            return self.weights["p2q"] * loss, {"p2q_acc": ((logits.argmax(-1) == batch["labels"]).sum().item(),
+                                                            len(logits))}
+        if task == "attr":
+            cls = self._hidden(batch)[:, 0].float()
+            total, stats = 0.0, {}
+            for k, (name, proj, table) in enumerate((("brand", self.brand_proj, self.brand_table),
+                                                     ("color", self.color_proj, self.color_table))):
+                y = batch["labels"][:, k]
+                ok = y != IGNORE
+                if not ok.any():
+                    continue
+                logits = proj(cls[ok]) @ table.weight.T
+                total = total + self.weights[name] * F.cross_entropy(logits, y[ok])
+                stats[f"{name}_acc"] = ((logits.argmax(-1) == y[ok]).sum().item(), int(ok.sum()))
+            return total, stats
+        if task == "simcse":
+            double = {k: torch.cat([v, v]) for k, v in batch.items() if k != "labels"}
+            a, b = F.normalize(self.sim(self._hidden(double)[:, 0].float()), dim=-1).chunk(2)
+            logits = a @ b.T / self.temperature
+            loss = F.cross_entropy(logits, torch.arange(len(a), device=a.device))
+            return self.weights["simcse"] * loss, {"simcse_loss": (loss.item() * len(a), len(a))}
+        raise ValueError(f"unknown pre-training task {task!r}")
+
+
+def seed_id_tables(model: nn.Module, vocabs, path: Path) -> None:
+    """Copy pre-trained brand/color rows into the fine-tuning model's ID embeddings, matched by normalized value."""
+    tables = torch.load(path, weights_only=True, map_location="cpu")
+    for name in ("brand", "color"):
+        emb, t = getattr(model, name), tables[name]
+        if t["weight"].shape[1] != emb.embedding_dim:
+            raise ValueError(f"{path}: {name} table has dim {t['weight'].shape[1]}, the fine-tuning config has "
+                             f"id_dim={emb.embedding_dim}; fix: use the id_dim of the pre-training run")
+        pairs = [(i, t["vocab"][v]) for v, i in getattr(vocabs, name).items() if v in t["vocab"]]
+        with torch.no_grad():
+            for i, j in pairs:
+                emb.weight[i] = t["weight"][j]
+        log.info("%s ID embeddings: %d of %d values seeded from %s", name, len(pairs), len(getattr(vocabs, name)),
+                 path)
+
+
+# ---------------------------------------------------------------- training
+
+def is_complete(cfg) -> bool:
+    return (cfg.run_dir / "metrics.json").exists()
+
+
+def _corpora(cfg, tokenizer, catalog, vocabs, cache: Path) -> tuple[dict, dict]:
+    """(fit, held-out) corpora, built once per (tokenizer, products, config) and cached on disk."""
+    keys = [k for k in sorted(cfg) if k.startswith("pt_") and k not in ("pt_epochs", "pt_lr", "pt_weights")]
+    key = hashlib.sha1(json.dumps([getattr(tokenizer, "name_or_path", ""), len(tokenizer), cfg.max_len, cfg.seed,
+                                   catalog.product_id.tolist(), [cfg[k] for k in keys]]).encode()).hexdigest()[:16]
+    path = cache / f"pt_{key}.pt"
+    if path.exists():
+        return torch.load(path, weights_only=False)
+    rng = np.random.default_rng(cfg.seed + 2)
+    out = (build_corpora(catalog[~catalog.holdout].reset_index(drop=True), tokenizer, cfg, rng, vocabs),
+           build_corpora(catalog[catalog.holdout].reset_index(drop=True), tokenizer, cfg, rng, vocabs))
+    with atomic_path(path) as tmp:
+        torch.save(out, tmp)
+    return out
+
+
+@torch.no_grad()
+def evaluate(model, held: dict, cfg, tokenizer, accelerator, pad_id: int) -> dict:
+    """Held-out MLM loss (fixed masks) and accuracies of Product2Query, brand and color."""
+    model.eval()
+    sums: dict = {}
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for task, c in held.items():
+        if task == "simcse" or len(c) == 0:
+            continue
+        order = np.argsort(c.lengths, kind="stable")
+        for s in range(0, len(c), cfg.eval_batch_size):
+            batch = collate(c, order[s:s + cfg.eval_batch_size], pad_id, cfg.pad_multiple)
+            if task == "mlm":
+                special = torch.isin(batch["input_ids"], torch.tensor(tokenizer.all_special_ids))
+                batch["input_ids"], batch["labels"] = mask_tokens(batch["input_ids"], special, tokenizer,
+                                                                  cfg.pt_mask_prob, gen)
+                if not (batch["labels"] != IGNORE).any():
+                    continue
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            with accelerator.autocast():
+                _, stats = model(task, batch)
+            for name, (v, n) in stats.items():
+                a, b = sums.get(name, (0.0, 0))
+                sums[name] = (a + v, b + n)
+    model.train()
+    return {name: round(v / max(n, 1), 5) for name, (v, n) in sums.items()}
+
+
+def pretrain(cfg) -> dict:
+    out = cfg.run_dir
+    if is_complete(cfg):
+        log.info("%s is complete; skipping", out)
+        return read_json(out / "metrics.json")
+    accelerator = make_accelerator(cfg, find_unused=True)
+    seed_all(cfg.seed + accelerator.process_index)
+    catalog = load_catalog(cfg)
+    fit_products = catalog[~catalog.holdout]
+    vocabs = {"brand": attr_vocab(fit_products.brand), "color": attr_vocab(fit_products.color)}
+    tokenizer = load_tokenizer(cfg.model_dir)
+    fit, held = _corpora(cfg, tokenizer, catalog, vocabs, Path(cfg.output_dir) / cfg.profile / "cache")
+    if not fit:
+        raise ValueError(f"{cfg.name}: every pre-training task is switched off; fix: enable one of pt_mlm, pt_p2q, "
+                         f"pt_brand, pt_color, pt_simcse")
+    log.info("pre-training corpora (fit / held-out rows): %s, %d products (%d held out), %d brands, %d colors",
+             {t: (len(fit[t]), len(held[t])) for t in fit}, len(catalog), int(catalog.holdout.sum()),
+             len(vocabs["brand"]), len(vocabs["color"]))
+    model = PretrainModel(load_encoder(cfg.model_dir, len(tokenizer)), cfg, len(vocabs["brand"]),
+                          len(vocabs["color"]))
+    if cfg.compile:
+        model.encoder = torch.compile(model.encoder, dynamic=True)
+    pad_id = tokenizer.pad_token_id or 0
+    special_ids = torch.tensor(tokenizer.all_special_ids)
+
+    def batches_for(epoch: int) -> list[TaskBatch]:
+        """Algorithm 1: every task's (bucketed) batches, shuffled together into one stream."""
+        stream = [TaskBatch(t, rows) for i, t in enumerate(sorted(fit))
+                  for rows in batch_order(fit[t].lengths, cfg.pt_batch_size, cfg.seed * 7919 + epoch * 13 + i,
+                                          cfg.bucket)]
+        order = np.random.default_rng(cfg.seed * 31 + epoch).permutation(len(stream))
+        return shard([stream[i] for i in order], accelerator)
+
+    total_steps = math.ceil(sum(math.ceil(len(c) / cfg.pt_batch_size) for c in fit.values())
+                            / accelerator.num_processes / cfg.grad_accum) * cfg.pt_epochs
+    optimizer = adamw([{"params": [p for n, p in model.named_parameters() if n.startswith("encoder.")],
+                        "lr": cfg.pt_lr},
+                       {"params": [p for n, p in model.named_parameters() if not n.startswith("encoder.")],
+                        "lr": cfg.head_lr}])
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    raw = accelerator.unwrap_model(model)
+    loop = Loop(accelerator, model, optimizer, scheduler, EMA(raw, cfg.ema_decay) if cfg.ema else None, out,
+                grad_accum=cfg.grad_accum, max_grad_norm=cfg.max_grad_norm, save_every=cfg.save_every,
+                name=f"{cfg.name} pre-train")
+    loop.resume()
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "config.json")
+
+    def score():
+        info = evaluate(model, held, cfg, tokenizer, accelerator, pad_id)
+        return (-info["mlm_loss"] if "mlm_loss" in info else float("nan")), info
+
+    def save_best():
+        if accelerator.is_main_process:
+            with atomic_path(out / "best.pt") as tmp:
+                torch.save(loop.best_weights(), tmp)
+
+    def loss_of(item: TaskBatch):
+        batch = collate(fit[item.task], item.rows, pad_id, cfg.pad_multiple)
+        if item.task == "mlm":
+            batch["input_ids"], batch["labels"] = mask_tokens(batch["input_ids"],
+                                                              torch.isin(batch["input_ids"], special_ids),
+                                                              tokenizer, cfg.pt_mask_prob)
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        with accelerator.autocast():
+            loss, _ = model(item.task, batch)
+        return loss
+
+    if not loop.progress["history"]:
+        loop.record(-1, score, save_best)  # the starting point: "before" figures and the fallback weights
+    progress = loop.run(cfg.pt_epochs, batches_for, loss_of, score, save_best, tag_of=lambda item: item.task)
+
+    raw.load_state_dict(torch.load(out / "best.pt", weights_only=True, map_location="cpu"))
+    if accelerator.is_main_process:
+        encoder = raw.encoder._orig_mod if hasattr(raw.encoder, "_orig_mod") else raw.encoder
+        with atomic_path(out / "encoder", is_dir=True) as tmp:
+            encoder.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+        with atomic_path(out / "id_tables.pt") as tmp:
+            torch.save({name: {"vocab": vocabs[name], "weight": getattr(raw, f"{name}_table").weight.detach().cpu()
+                               [:len(vocabs[name])]} for name in ("brand", "color")}, tmp)
+        history = progress["history"]
+        metrics = {"name": cfg.name, "start": history[0], "best": history[progress.get("best_at", -1)],
+                   "history": history, "steps": progress["step"],
+                   "rows": {t: [len(fit[t]), len(held[t])] for t in fit}}
+        write_json(metrics, out / "metrics.json")
+        (out / "best.pt").unlink()  # exported above
+        log.info("pre-training done: start %s, best %s", metrics["start"], metrics["best"])
+    loop.finish()
+    accelerator.wait_for_everyone()
+    return read_json(out / "metrics.json")
