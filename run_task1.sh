@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Task 1 (query-product ranking, nDCG): prepare -> pre-train (when init_from is set) -> folds of two classifier field orders and a regressor ->
-# confident learning on t1_a -> retrain t1_a_clean -> blend on OOF -> submission -> validate.
+# Task 1 (query-product ranking, nDCG): prepare -> pre-train (when init_from is set) -> folds of two classifier
+# field orders and a regressor -> confident learning on t1_a -> retrain t1_a_clean -> blend on OOF -> submission.
 set -euo pipefail
 cd "$(dirname "$0")"
 source src/stages.sh

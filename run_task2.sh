@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Task 2 (E/S/C/I classification, micro-F1): prepare -> pre-train (when init_from is set) -> folds of two field orders -> blend on OOF -> submission.
+# Task 2 (E/S/C/I classification, micro-F1): prepare -> pre-train (when init_from is set) -> folds of two field
+# orders -> blend on OOF -> submission.
 # Label cleaning is off for task 2 (paper Table 6: -0.003); add `clean_labels t2_a` and a t2_a_clean member to try it.
 set -euo pipefail
 cd "$(dirname "$0")"

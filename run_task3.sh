@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Task 3 (substitute identification, micro-F1): prepare -> pre-train (when init_from is set) -> folds of two field orders -> blend with an OOF-tuned
-# threshold -> submission. Label cleaning is off for task 3 (paper Table 6: -0.002).
+# Task 3 (substitute identification, micro-F1): prepare -> pre-train (when init_from is set) -> folds of two field
+# orders -> blend with an OOF-tuned threshold -> submission. Label cleaning is off for task 3 (Table 6: -0.002).
 set -euo pipefail
 cd "$(dirname "$0")"
 source src/stages.sh

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from transformers import XLMRobertaConfig, XLMRobertaModel, get_cosine_schedule_with_warmup
 
-from esci.config import Config, load_config
+from esci.config import load_config
 from esci.loop import EMA, Loop, adamw, batch_order, make_accelerator
 from esci.model import CrossEncoder, load_encoder
 from esci.text import Features
@@ -59,63 +59,71 @@ def sync():
         torch.cuda.synchronize()
 
 
-def project_train(model, feats, y, cfg, rows: int) -> float:
+def targets(feats) -> tuple[np.ndarray, np.ndarray]:
+    return np.random.default_rng(1).integers(0, 4, len(feats)), np.ones(len(feats), np.float32)
+
+
+def project_train(model, feats, warm, cfg) -> float:
+    """One epoch over feats through esci.loop.Loop, after a short warm-up epoch over `warm`."""
     accelerator = make_accelerator(cfg)
     optimizer = adamw(model.param_groups(cfg))
     scheduler = get_cosine_schedule_with_warmup(optimizer, 0, 10 ** 6)
     model, optimizer = accelerator.prepare(model, optimizer)
-    w = np.ones(len(feats), np.float32)
-    batches = batch_order(feats.lengths, cfg.batch_size, 0, True)
-    warm = batches[:2]
-    batches = batches[2:2 + max(1, rows // cfg.batch_size)]
 
-    def loss_of(b):
-        batch = {k: v.to(accelerator.device) for k, v in collate(feats, b, 0, 32, y, w).items()}
-        with accelerator.autocast():
-            return F.cross_entropy(model(batch).float(), batch["y"])
+    def epoch(f):
+        y, w = targets(f)
 
-    def run(bs):
+        def loss_of(rows):
+            batch = {k: v.to(accelerator.device) for k, v in collate(f, rows, 0, 32, y, w).items()}
+            with accelerator.autocast():
+                return F.cross_entropy(model(batch).float(), batch["y"])
+
         loop = Loop(accelerator, model, optimizer, scheduler, EMA(accelerator.unwrap_model(model), 0.999),
-                    cfg.run_dir, save_every=0, evals_per_epoch=1, name="project train")
+                    cfg.run_dir, name="project train")
         loop.save_state = lambda: None  # timing only: no checkpoint writes
-        loop.run(1, lambda e: bs, loss_of, lambda: (0.0, {}), lambda: None)
+        loop.run(1, lambda e: batch_order(f.lengths, cfg.batch_size, 0, True), loss_of, lambda: (0.0, {}),
+                 lambda: None)
 
-    run(warm)
+    epoch(warm)
     sync()
     t = time.perf_counter()
-    run(batches)
+    epoch(feats)
     sync()
-    return sum(len(b) for b in batches) / (time.perf_counter() - t)
+    return len(feats) / (time.perf_counter() - t)
 
 
-def plain_train(model, feats, y, rows: int, device) -> float:
+def plain_train(model, feats, warm, device) -> float:
+    """One epoch over feats in random batches of 32 padded to 256, fp16 autocast, after a warm-up over `warm`."""
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     cuda = device.type == "cuda"
     scaler = torch.amp.GradScaler(enabled=cuda)
-    order = np.random.default_rng(0).permutation(len(feats))
-    batches = [order[i:i + 32] for i in range(0, len(order), 32)]
-    n = 0
-    for i, b in enumerate(batches[:2 + max(1, rows // 32)]):
-        if i == 2:
-            sync()
-            t, n = time.perf_counter(), 0
-        batch = {k: v.to(device) for k, v in collate(feats, b, 0, MAX_LEN, y, np.ones(len(feats), np.float32)).items()}
-        with torch.autocast(device.type, dtype=torch.float16, enabled=cuda):
-            loss = F.cross_entropy(model(batch).float(), batch["y"])
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        n += len(b)
+
+    def epoch(f):
+        y, w = targets(f)
+        order = np.random.default_rng(0).permutation(len(f))
+        for b in (order[i:i + 32] for i in range(0, len(order), 32)):
+            batch = {k: v.to(device) for k, v in collate(f, b, 0, MAX_LEN, y, w).items()}
+            with torch.autocast(device.type, dtype=torch.float16, enabled=cuda):
+                loss = F.cross_entropy(model(batch).float(), batch["y"])
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+
+    epoch(warm)
     sync()
-    return n / (time.perf_counter() - t)
+    t = time.perf_counter()
+    epoch(feats)
+    sync()
+    return len(feats) / (time.perf_counter() - t)
 
 
 @torch.no_grad()
-def infer(model, feats, rows: int, device, batch_size: int, pad: int, sort: bool, dtype) -> float:
+def infer(model, feats, device, batch_size: int, pad: int, sort: bool, dtype) -> float:
+    rows = len(feats)
     model.to(device).eval()
-    order = np.argsort(feats.lengths[:rows], kind="stable") if sort else np.arange(rows)
+    order = np.argsort(feats.lengths, kind="stable") if sort else np.arange(rows)
     batches = [order[i:i + batch_size] for i in range(0, rows, batch_size)]
     cuda = device.type == "cuda"
     with torch.autocast(device.type, dtype=dtype, enabled=cuda):
@@ -131,16 +139,17 @@ def infer(model, feats, rows: int, device, batch_size: int, pad: int, sort: bool
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="minilm")
-    ap.add_argument("--train-rows", type=int, default=0, help="timed training rows per loop (default: 4096 GPU, 256 CPU)")
-    ap.add_argument("--infer-rows", type=int, default=0, help="timed inference rows (default: 16384 GPU, 512 CPU)")
+    ap.add_argument("--train-rows", type=int, default=0,
+                    help="timed training pairs, one epoch per loop (default: 8192 GPU, 512 CPU)")
+    ap.add_argument("--infer-rows", type=int, default=0, help="timed inference pairs (default: 32768 GPU, 1024 CPU)")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--threads", type=int, default=0)
     a = ap.parse_args()
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
-    train_rows = a.train_rows or (4096 if cuda else 256)
-    infer_rows = a.infer_rows or (16384 if cuda else 512)
+    train_rows = a.train_rows or (8192 if cuda else 512)
+    infer_rows = a.infer_rows or (32768 if cuda else 1024)
     cfg = load_config(overrides=["use_units=False", "use_ids=False", f"batch_size={a.batch}", "name=bench",
                                  f"compile={a.compile}", f"threads={a.threads}", "output_dir=/tmp/esci_bench"])
     if a.threads:
@@ -148,23 +157,24 @@ def main():
     torch.manual_seed(0)
     model = build_model(a.model, cfg)
     vocab = model.word_embeddings().weight.shape[0]
-    feats = synthetic_features(max(train_rows + 4 * a.batch, infer_rows, 64 + train_rows), vocab)
-    y = np.random.default_rng(1).integers(0, 4, len(feats))
+    feats, warm = synthetic_features(train_rows, vocab, 0), synthetic_features(2 * a.batch, vocab, 1)
+    infer_feats = synthetic_features(infer_rows, vocab, 2)
     init = {k: v.clone() for k, v in model.state_dict().items()}
     low = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
 
     if a.compile:
         model.encoder = torch.compile(model.encoder, dynamic=True)
-    res = {"project train": project_train(model, feats, y, cfg, train_rows)}
+    res = {"project train": project_train(model, feats, warm, cfg)}
     model = build_model(a.model, cfg)
     model.load_state_dict(init)
-    res["plain train"] = plain_train(model, feats, y, train_rows, device)
-    res["plain infer"] = infer(model, feats, infer_rows, device, 32, MAX_LEN, False, torch.float16)
+    res["plain train"] = plain_train(model, feats, warm, device)
+    res["plain infer"] = infer(model, infer_feats, device, 32, MAX_LEN, False, torch.float16)
     if a.compile:
         model.encoder = torch.compile(model.encoder, dynamic=True)
-    res["project infer"] = infer(model, feats, infer_rows, device, 4 * a.batch, 32, True, low)
+    res["project infer"] = infer(model, infer_feats, device, 4 * a.batch, 32, True, low)
     where = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"model {a.model}, {where}, mean pair length {feats.lengths.mean():.0f} tokens")
+    print(f"model {a.model}, {where}, {train_rows} training / {infer_rows} inference pairs, mean length "
+          f"{feats.lengths.mean():.0f} tokens")
     for k in ("project train", "plain train", "project infer", "plain infer"):
         print(f"{k:14s} {res[k]:10.1f} ex/s" if cuda else f"{k:14s} (CPU, relative only) {res[k]:8.1f} ex/s")
     print(f"ratio train {res['project train'] / res['plain train']:.2f}x, "

@@ -15,10 +15,15 @@ from esci.tasks import predicted_labels
 if __name__ == "__main__":
     setup("submit")
     cfg = from_argv()
-    _, test = load_prepared(cfg)
+    _, test = load_prepared(cfg, subset=False)  # a smoke run must not pass for a full submission
     blend = read_json(cfg.run_dir / "blend.json")
     pred = test[["example_id", "query_id", "product_id"]].merge(pd.read_parquet(cfg.run_dir / "test.parquet"),
                                                                  on="example_id", how="left", validate="one_to_one")
+    missing = pred.drop(columns=["example_id", "query_id", "product_id"]).isna().any(axis=1)
+    if missing.any():
+        raise SystemExit(f"{cfg.run_dir / 'test.parquet'}: no prediction for {int(missing.sum())} of {len(test)} test "
+                         f"examples (first example_id {pred.example_id[missing].iloc[0]}); fix: blend experiments "
+                         f"trained without max_test_rows")
     path = cfg.run_dir.parent / "submissions" / f"task{cfg.task}.csv"
     if cfg.task == 1:
         write_task1(pred, path)

@@ -31,3 +31,18 @@ def test_two_processes_one_oof(tmp_path):
     folds = pd.read_parquet(tmp_path / "sample/data/task2/folds.parquet")
     val = train.merge(folds, on="query_id").query("fold == 0")
     assert sorted(oof.example_id) == sorted(val.example_id)
+
+
+def test_two_processes_pretrain(tmp_path):
+    """DDP with per-task heads: parameters a batch leaves unused must not stall or fail the step."""
+    common = [f"output_dir={tmp_path}", f"data_dir={tmp_path}/none", "sample_queries=120", "model_dir=tiny",
+              "pt_max_products=200", "pt_batch_size=16", "pt_epochs=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                          "src/02_pretrain.py", "configs/sample.py", "configs/pt.py", *common], cwd=ROOT,
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    metrics = json.loads((tmp_path / "sample/pt/metrics.json").read_text())
+    batches = sum(math.ceil(fit / 16) for fit, _ in metrics["rows"].values())
+    assert metrics["steps"] == batches // 2 and (tmp_path / "sample/pt/encoder/model.safetensors").exists()

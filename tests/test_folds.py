@@ -3,7 +3,6 @@ import sys
 
 from pathlib import Path
 
-import pandas as pd
 
 from esci.data import task_tables
 from esci.folds import attach_folds, make_folds

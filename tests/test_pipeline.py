@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import nbformat
-import numpy as np
 import pandas as pd
 import pytest
 from nbclient import NotebookClient

@@ -15,7 +15,7 @@ import torch
 from esci.config import load_config
 from esci.prepare import load_prepared, prepare
 from esci.loop import EMA
-from esci.train import batch_order, collate, rdrop_term, task_loss
+from esci.train import batch_order, collate, compute_loss, rdrop_term, task_loss
 from esci.text import Features
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,8 @@ def args(tmp_path, *extra):
 
 @pytest.mark.parametrize("extra", [["head=cls4", "loss=poly1", "ema=True"], ["head=cls2", "task=3", "fgm=True"],
                                    ["head=reg", "task=1", "rdrop=True"], ["head=cls4", "mixup=True", "grad_accum=3"],
-                                   ["head=cls4", "rdrop=True", "use_units=False", "use_ids=True"]])
+                                   ["head=cls4", "rdrop=True", "use_units=False", "use_ids=True"],
+                                   ["head=cls4", "ema=True", "fgm=True", "rdrop=True", "mixup=True"]])
 def test_heads_and_tricks_train(tmp_path, extra):
     from esci.train import train_fold
     cfg = tiny_cfg(tmp_path, *extra, "epochs=1", "name=x")
@@ -130,3 +131,22 @@ def test_ema_warms_up_and_tracks():
     for _ in range(50):
         ema.update(m)
     assert (ema.shadow["weight"] - 1).abs().max() < (before - 1).abs().max()
+
+
+def test_rdrop_with_mixup_mixes_within_each_half():
+    """Both dropout passes mix every row with the same partner, each inside its own half of the doubled batch."""
+    seen = {}
+
+    def model(batch, mix=None):
+        seen["n"], seen["mix"] = len(batch["y"]), mix
+        return torch.zeros(len(batch["y"]), 4, requires_grad=True)
+
+    cfg = load_config(overrides=["rdrop=True", "mixup=True"])
+    n = 6
+    batch = {"y": torch.arange(n) % 4, "w": torch.ones(n), "input_ids": torch.ones(n, 3, dtype=torch.long)}
+    for i in range(3):
+        batch[f"bag{i}"], batch[f"bag{i}_offsets"] = torch.arange(2 * n), torch.arange(0, 2 * n, 2)
+    loss = compute_loss(cfg, model, batch)
+    perm = seen["mix"][1]
+    assert seen["n"] == 2 * n and torch.isfinite(loss)
+    assert torch.equal(perm[n:], perm[:n] + n) and sorted(perm[:n].tolist()) == list(range(n))

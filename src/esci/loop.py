@@ -119,9 +119,27 @@ def batch_order(lengths: np.ndarray, batch_size: int, seed: int, bucket: bool) -
     idx = rng.permutation(len(lengths))
     if bucket:
         win = batch_size * 50
-        idx = np.concatenate([w[np.argsort(lengths[w], kind="stable")] for w in np.split(idx, range(win, len(idx), win))])
+        windows = np.split(idx, range(win, len(idx), win))
+        idx = np.concatenate([w[np.argsort(lengths[w], kind="stable")] for w in windows])
     batches = [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def pad_tokens(input_ids: list, token_type_ids: list | None, rows, pad_id: int, pad_multiple: int) -> dict:
+    """input_ids / attention_mask (/ token_type_ids) of `rows`, right-padded to a multiple of pad_multiple."""
+    n = int(math.ceil(max(max(len(input_ids[r]) for r in rows), 1) / pad_multiple) * pad_multiple)
+    ids = np.full((len(rows), n), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), n), dtype=np.int64)
+    tt = np.zeros((len(rows), n), dtype=np.int64) if token_type_ids is not None else None
+    for j, r in enumerate(rows):
+        L = len(input_ids[r])
+        ids[j, :L], mask[j, :L] = input_ids[r], 1
+        if tt is not None:
+            tt[j, :L] = token_type_ids[r]
+    batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+    if tt is not None:
+        batch["token_type_ids"] = torch.from_numpy(tt)
+    return batch
 
 
 def shard(batches: list, accelerator) -> list:

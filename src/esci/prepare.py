@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .data import FIX_DOWNLOAD, DataError, has_esci_files, load_esci, task_tables
@@ -55,8 +56,9 @@ def prepare(cfg) -> Path:
     return out
 
 
-def load_prepared(cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train with `fold`, test) from the prepare stage; fails if it has not run."""
+def load_prepared(cfg, subset: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train with `fold`, test) from the prepare stage; fails if it has not run. With `subset`, the smoke-test
+    limits apply (max_train_queries: the first queries by id; max_test_rows: the first test rows)."""
     out = cfg.prep_dir
     if not (out / "summary.json").exists():
         raise FileNotFoundError(f"{out}/summary.json: prepared tables missing; fix: run src/01_prepare.py first")
@@ -65,4 +67,10 @@ def load_prepared(cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise ValueError(f"{out}: folds were made with n_folds={summary['n_folds']}, config says {cfg.n_folds}; "
                          f"fix: use the same n_folds or delete {out} to remake them")
     train = attach_folds(pd.read_parquet(out / "train.parquet"), pd.read_parquet(out / "folds.parquet"))
-    return train, pd.read_parquet(out / "test.parquet")
+    test = pd.read_parquet(out / "test.parquet")
+    if subset and cfg.max_train_queries:
+        keep = np.sort(train.query_id.unique())[:cfg.max_train_queries]
+        train = train[train.query_id.isin(keep)].reset_index(drop=True)
+    if subset and cfg.max_test_rows:
+        test = test.iloc[:cfg.max_test_rows].reset_index(drop=True)
+    return train, test

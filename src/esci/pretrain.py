@@ -36,7 +36,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from .data import TEXT_FIELDS, load_esci
 from .io import atomic_path, read_json, write_json
-from .loop import EMA, Loop, adamw, batch_order, make_accelerator, seed_all, shard
+from .loop import EMA, Loop, adamw, batch_order, make_accelerator, pad_tokens, seed_all, shard
 from .model import load_encoder, load_tokenizer
 from .prepare import resolve_data_dir
 from .text import norm_value, product_text
@@ -206,18 +206,7 @@ def mask_tokens(ids: torch.Tensor, special: torch.Tensor, tokenizer, prob: float
 
 
 def collate(c: Corpus, rows, pad_id: int, pad_multiple: int) -> dict:
-    n = int(math.ceil(max(len(c.input_ids[r]) for r in rows) / pad_multiple) * pad_multiple)
-    ids = np.full((len(rows), n), pad_id, np.int64)
-    mask = np.zeros((len(rows), n), np.int64)
-    tt = np.zeros((len(rows), n), np.int64) if c.token_type_ids is not None else None
-    for j, r in enumerate(rows):
-        L = len(c.input_ids[r])
-        ids[j, :L], mask[j, :L] = c.input_ids[r], 1
-        if tt is not None:
-            tt[j, :L] = c.token_type_ids[r]
-    batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
-    if tt is not None:
-        batch["token_type_ids"] = torch.from_numpy(tt)
+    batch = pad_tokens(c.input_ids, c.token_type_ids, rows, pad_id, pad_multiple)
     if c.labels is not None:
         batch["labels"] = torch.from_numpy(c.labels[rows])
     return batch

@@ -112,11 +112,10 @@ def _tokenize(tokenizer, df, cfg, cache_dir: Path | None):
 
 def featurize(df: pd.DataFrame, tokenizer, vocabs: Vocabs, cfg, cache_dir: Path | None = None) -> Features:
     tok = _tokenize(tokenizer, df, cfg, cache_dir)
-    bags = []
-    for unit in unit_texts(df) if cfg.use_units else ([], [], []):
-        bags.append([np.asarray([i for g in char_ngrams(t) if (i := vocabs.ngrams.get(g, 0))], dtype=np.int64)
-                     for t in unit])
-    if not cfg.use_units:
+    if cfg.use_units:
+        bags = [[np.asarray([i for g in char_ngrams(t) if (i := vocabs.ngrams.get(g, 0))], dtype=np.int64)
+                 for t in unit] for unit in unit_texts(df)]
+    else:
         bags = [[np.zeros(0, np.int64)] * len(df)] * 3
     ids = np.stack([df.product_locale.map(LOCALE_IDS).fillna(0).to_numpy(np.int64),
                     norm_value(df.brand).map(vocabs.brand).fillna(0).to_numpy(np.int64),

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from .io import atomic_path, read_json, write_json, write_parquet
-from .loop import EMA, Loop, adamw, batch_order, make_accelerator, seed_all, shard
+from .loop import EMA, Loop, adamw, batch_order, make_accelerator, pad_tokens, seed_all, shard
 from .model import CrossEncoder, load_encoder, load_tokenizer
 from .pretrain import pretrained_dir, seed_id_tables
 from .prepare import load_prepared
@@ -42,20 +42,8 @@ def is_complete(cfg, fold: int) -> bool:
 
 
 def collate(feats: Features, rows: np.ndarray, pad_id: int, pad_multiple: int, y=None, w=None) -> dict:
-    n = max(int(feats.lengths[rows].max()), 1)
-    n = int(math.ceil(n / pad_multiple) * pad_multiple)
-    ids = np.full((len(rows), n), pad_id, dtype=np.int64)
-    mask = np.zeros((len(rows), n), dtype=np.int64)
-    tt = np.zeros((len(rows), n), dtype=np.int64) if feats.token_type_ids is not None else None
-    for j, r in enumerate(rows):
-        L = feats.lengths[r]
-        ids[j, :L], mask[j, :L] = feats.input_ids[r], 1
-        if tt is not None:
-            tt[j, :L] = feats.token_type_ids[r]
-    batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
-             "ids": torch.from_numpy(feats.ids[rows])}
-    if tt is not None:
-        batch["token_type_ids"] = torch.from_numpy(tt)
+    batch = pad_tokens(feats.input_ids, feats.token_type_ids, rows, pad_id, pad_multiple)
+    batch["ids"] = torch.from_numpy(feats.ids[rows])
     for i, bag in enumerate(feats.bags):
         parts = [bag[r] for r in rows]
         batch[f"bag{i}"] = torch.from_numpy(np.concatenate(parts) if parts else np.zeros(0, np.int64))
@@ -93,22 +81,24 @@ def rdrop_term(cfg, a, b):
 
 
 def compute_loss(cfg, model, batch):
+    """The task loss with mixup (pooled features, soft targets) and/or R-Drop (one doubled forward)."""
     y, w = batch["y"], batch["w"]
+    mix = soft = None
     if cfg.mixup:
         lam = float(np.random.beta(cfg.mixup_alpha, cfg.mixup_alpha))
         perm = torch.randperm(len(y), device=y.device)
-        logits = model(batch, mix=(lam, perm))
-        return task_loss(cfg, logits, y, w, soft=(y[perm], lam))
-    if cfg.rdrop:
-        double = {k: v for k, v in batch.items() if not k.startswith("bag")}
-        double = {k: torch.cat([v, v]) for k, v in double.items()}
-        for i in range(3):
-            bag, off = batch[f"bag{i}"], batch[f"bag{i}_offsets"]
-            double[f"bag{i}"] = torch.cat([bag, bag])
-            double[f"bag{i}_offsets"] = torch.cat([off, off + len(bag)])
-        a, b = model(double).chunk(2)
-        return (task_loss(cfg, a, y, w) + task_loss(cfg, b, y, w)) / 2 + cfg.rdrop_alpha * rdrop_term(cfg, a, b)
-    return task_loss(cfg, model(batch), y, w)
+        mix, soft = (lam, perm), (y[perm], lam)
+    if not cfg.rdrop:
+        return task_loss(cfg, model(batch, mix=mix), y, w, soft)
+    double = {k: torch.cat([v, v]) for k, v in batch.items() if not k.startswith("bag")}
+    for i in range(3):
+        bag, off = batch[f"bag{i}"], batch[f"bag{i}_offsets"]
+        double[f"bag{i}"] = torch.cat([bag, bag])
+        double[f"bag{i}_offsets"] = torch.cat([off, off + len(bag)])
+    if mix is not None:  # the same mixing partners in both halves
+        mix = (mix[0], torch.cat([mix[1], mix[1] + len(y)]))
+    a, b = model(double, mix=mix).chunk(2)
+    return (task_loss(cfg, a, y, w, soft) + task_loss(cfg, b, y, w, soft)) / 2 + cfg.rdrop_alpha * rdrop_term(cfg, a, b)
 
 
 @torch.no_grad()
@@ -138,11 +128,6 @@ def predict(model, feats: Features, cfg, accelerator, pad_id: int, desc: str = "
 def _setup(cfg, fold: int):
     """Fit/val/test tables, their features and the model (started from a pre-training run when init_from is set)."""
     train, test = load_prepared(cfg)
-    if cfg.max_train_queries:
-        keep = np.sort(train.query_id.unique())[:cfg.max_train_queries]
-        train = train[train.query_id.isin(keep)].reset_index(drop=True)
-    if cfg.max_test_rows:
-        test = test.iloc[:cfg.max_test_rows].reset_index(drop=True)
     fit = train[train.fold != fold].reset_index(drop=True)
     val = train[train.fold == fold].reset_index(drop=True)
     if cfg.exclude_from:

@@ -1,0 +1,63 @@
+"""The bench commands run end to end on the tiny encoder and write the tables they promise."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ["model_dir=tiny", "sample_queries=120", "max_train_queries=40", "max_test_rows=20", "epochs=1",
+         "unit_match=True", "use_ids=False", "lr=5e-4"]
+
+
+def bench(script, tmp_path, *args):
+    res = subprocess.run([sys.executable, f"bench/{script}", *args, f"output_dir={tmp_path}",
+                          f"data_dir={tmp_path}/none"], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stdout
+
+
+def test_table5_trick_ladder(tmp_path):
+    out = bench("table5_tricks.py", tmp_path, *QUICK)
+    table = pd.read_csv(tmp_path / "sample/tables/table5_tricks.csv")
+    assert table.rung.tolist() == ["base", "+ema", "+fgm", "+rdrop", "+mixup"] and "+mixup" in out
+    assert table.mixup.tolist() == [False] * 4 + [True] and table.ema.tolist() == [False] + [True] * 4
+    assert table.micro_f1.between(0.3, 1).all()
+    for rung in ("base", "mixup"):  # every rung trained all folds
+        assert len(list((tmp_path / f"sample/t2_a_tricks_{rung}").glob("fold*/metrics.json"))) == 3
+
+
+def test_table3_pretrain_ladder(tmp_path):
+    bench("table3_pretrain.py", tmp_path, *QUICK, "pt_max_products=120", "pt_lr=1e-3")
+    table = pd.read_csv(tmp_path / "sample/tables/table3_pretrain.csv")
+    assert table.rung.tolist() == ["none", "mlm", "+p2q", "+brand_color", "+contrastive"]
+    assert table.mlm_loss.isna().tolist() == [True] + [False] * 4
+    assert (table.mlm_loss[1:] < table.mlm_loss_start[1:]).all()
+    assert table.p2q_acc.isna().tolist() == [True, True, False, False, False]
+    rows = pd.read_json(tmp_path / "sample/table3_pt_contrastive/metrics.json", typ="series")["rows"]
+    assert set(rows) == {"mlm", "p2q", "attr", "simcse"}
+
+
+def test_throughput_prints_ratios():
+    res = subprocess.run([sys.executable, "bench/throughput.py", "--model", "tiny", "--train-rows", "64",
+                          "--infer-rows", "128", "--batch", "16"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ratio = [line for line in res.stdout.splitlines() if line.startswith("ratio")]
+    assert ratio and "train" in ratio[0] and "infer" in ratio[0]
+    assert float(ratio[0].split("train ")[1].split("x")[0]) > 0
+
+
+def test_baselines_beat_trivial(tmp_path, sample_dir):
+    from esci import baselines
+    from esci.data import load_esci, task_tables
+    from esci.folds import attach_folds, make_folds
+    from esci.metrics import ndcg
+    examples, products = load_esci(sample_dir)
+    t2, _ = task_tables(examples, products, 2)
+    t2 = attach_folds(t2, make_folds(t2, 3, 0))
+    assert baselines.tfidf_lr(2, t2) > baselines.majority(2, t2) + 0.02
+    t1, _ = task_tables(examples, products, 1)
+    assert baselines.tfidf_cosine(t1) > ndcg(t1.assign(score=0.0)) + 0.05
+    assert 0 < baselines.biencoder(t1.head(200), model_dir="tiny") <= 1
