@@ -59,6 +59,16 @@ def sync():
         torch.cuda.synchronize()
 
 
+def timed_epoch(epoch, feats, warm) -> float:
+    """Examples/s of epoch(feats), after an untimed epoch(warm)."""
+    epoch(warm)
+    sync()
+    t = time.perf_counter()
+    epoch(feats)
+    sync()
+    return len(feats) / (time.perf_counter() - t)
+
+
 def targets(feats) -> tuple[np.ndarray, np.ndarray]:
     return np.random.default_rng(1).integers(0, 4, len(feats)), np.ones(len(feats), np.float32)
 
@@ -84,12 +94,7 @@ def project_train(model, feats, warm, cfg) -> float:
         loop.run(1, lambda e: batch_order(f.lengths, cfg.batch_size, 0, True), loss_of, lambda: (0.0, {}),
                  lambda: None)
 
-    epoch(warm)
-    sync()
-    t = time.perf_counter()
-    epoch(feats)
-    sync()
-    return len(feats) / (time.perf_counter() - t)
+    return timed_epoch(epoch, feats, warm)
 
 
 def plain_train(model, feats, warm, device) -> float:
@@ -111,12 +116,7 @@ def plain_train(model, feats, warm, device) -> float:
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
 
-    epoch(warm)
-    sync()
-    t = time.perf_counter()
-    epoch(feats)
-    sync()
-    return len(feats) / (time.perf_counter() - t)
+    return timed_epoch(epoch, feats, warm)
 
 
 @torch.no_grad()
