@@ -13,7 +13,7 @@ import pandas as pd
 
 from esci import baselines
 from esci.config import from_argv
-from esci.io import write_csv
+from esci.io import read_json, write_csv
 from esci.log import setup
 from esci.prepare import load_prepared, prepare
 from esci.tasks import METRIC_NAME
@@ -35,8 +35,7 @@ def main(argv):
     root = cfg.run_dir.parent
     for cv in sorted(root.glob("*/cv.csv")):
         table = pd.read_csv(cv)
-        if metric in table and (root / "data" / f"task{cfg.task}").exists() and \
-                f'"task": {cfg.task}' in (cv.parent / "blend.json").read_text():
+        if read_json(cv.parent / "blend.json")["task"] == cfg.task:
             rows += [("fine-tuned", f"{r.member}" + ("" if r.member != "blend" else f" ({cv.parent.name})"),
                       r[metric]) for _, r in table.iterrows()]
     table = pd.DataFrame(rows, columns=["kind", "model", metric])

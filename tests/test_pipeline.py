@@ -29,15 +29,11 @@ def run_driver(task, out):
     return subprocess.run(["bash", str(ROOT / f"run_task{task}.sh")], env=env, capture_output=True, text=True)
 
 
-def run_notebook(path, output_dir):
+def run_notebook(path, output_dir, monkeypatch):
     """Execute every cell (an error in any cell raises); the kernel inherits OUTPUT_DIR."""
     nb = nbformat.read(path, as_version=4)
-    old = os.environ.get("OUTPUT_DIR")
-    os.environ["OUTPUT_DIR"] = str(output_dir)
-    try:
-        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
-    finally:
-        os.environ.pop("OUTPUT_DIR") if old is None else os.environ.__setitem__("OUTPUT_DIR", old)
+    monkeypatch.setenv("OUTPUT_DIR", str(output_dir))
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
     images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert images >= 4, f"{path.name}: {images} plots"
 
@@ -52,7 +48,7 @@ def trivial(task, train):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", [1, 2, 3])
-def test_driver_end_to_end(tmp_path, task):
+def test_driver_end_to_end(tmp_path, task, monkeypatch):
     res = run_driver(task, tmp_path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     sub = tmp_path / "sample/submissions" / f"task{task}.csv"
@@ -69,7 +65,7 @@ def test_driver_end_to_end(tmp_path, task):
     if task == 1:
         report = (tmp_path / "sample/t1_a/clean_report.json").read_text()
         assert '"precision"' in report
-    run_notebook(ROOT / "notebooks" / f"task{task}_oof_explorer.ipynb", tmp_path)
+    run_notebook(ROOT / "notebooks" / f"task{task}_oof_explorer.ipynb", tmp_path, monkeypatch)
     again = run_driver(task, tmp_path)
     assert again.returncode == 0 and " epoch " not in again.stderr
     assert again.stderr.count("complete; skipping") >= 6

@@ -20,10 +20,7 @@ from sklearn.linear_model import LogisticRegression
 
 from .metrics import micro_f1, ndcg
 from .model import load_encoder, load_tokenizer
-
-
-def _truth(task: int, df: pd.DataFrame) -> pd.Series:
-    return df.esci_label if task == 2 else df.esci_label.where(df.esci_label.eq("S"), "N")
+from .tasks import truth_labels
 
 
 def product_side(df: pd.DataFrame) -> pd.Series:
@@ -34,8 +31,8 @@ def majority(task: int, train: pd.DataFrame) -> float:
     pred = pd.Series(index=train.index, dtype=object)
     for k in sorted(train.fold.unique()):
         held = train.fold == k
-        pred[held] = _truth(task, train[~held]).value_counts().index[0]
-    return micro_f1(_truth(task, train), pred)
+        pred[held] = truth_labels(task, train[~held]).value_counts().index[0]
+    return micro_f1(truth_labels(task, train), pred)
 
 
 def _tfidf() -> TfidfVectorizer:
@@ -44,7 +41,7 @@ def _tfidf() -> TfidfVectorizer:
 
 def tfidf_lr(task: int, train: pd.DataFrame, seed: int = 0) -> float:
     pred = pd.Series(index=train.index, dtype=object)
-    truth = _truth(task, train)
+    truth = truth_labels(task, train)
     for k in sorted(train.fold.unique()):
         held = (train.fold == k).to_numpy()
         vec = _tfidf().fit(pd.concat([train["query"][~held], product_side(train[~held])]))

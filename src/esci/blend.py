@@ -18,7 +18,7 @@ import pandas as pd
 
 from .io import write_csv, write_json, write_parquet
 from .members import load_member
-from .tasks import METRIC_NAME, PROB_COLUMNS, task_metric
+from .tasks import METRIC_NAME, PROB_COLUMNS, sub_prob, task_metric
 
 log = logging.getLogger("esci")
 THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
@@ -30,7 +30,7 @@ def blend_columns(task: int, frame: pd.DataFrame) -> pd.DataFrame:
         return frame[["score"]]
     if task == 2:
         return frame[PROB_COLUMNS["cls4"]]
-    return frame[["p_sub"]] if "p_sub" in frame else frame[["p_S"]].rename(columns={"p_S": "p_sub"})
+    return sub_prob(frame).rename("p_sub").to_frame()
 
 
 def simplex(n: int, steps: int):
@@ -40,11 +40,7 @@ def simplex(n: int, steps: int):
 
 
 def _metric(task, labelled, pred, threshold=0.5):
-    df = labelled.merge(pred, on="example_id", validate="one_to_one")
-    if task == 3:
-        truth = df.esci_label.eq("S")
-        return float(((df.p_sub > threshold) == truth).mean())
-    return task_metric(task, df)
+    return task_metric(task, labelled.merge(pred, on="example_id", validate="one_to_one"), threshold)
 
 
 def mix(parts: list[pd.DataFrame], weights) -> pd.DataFrame:

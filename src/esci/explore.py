@@ -15,9 +15,9 @@ import pandas as pd
 
 from . import LABELS
 from .config import ROOT
+from .folds import attach_folds
 from .io import read_json
-from .metrics import micro_f1, ndcg_per_query
-from .tasks import METRIC_NAME, PROB_COLUMNS, predicted_labels
+from .tasks import METRIC_NAME, PROB_COLUMNS, predicted_labels, sub_prob, task_metric, truth_labels
 
 TEXT = ["query", "title", "brand", "color"]
 
@@ -33,7 +33,7 @@ def profile_dir(profile: str = "sample", output_dir: str | None = None) -> Path:
 def labelled(root: Path, task: int) -> pd.DataFrame:
     """The task's training rows with their labels, text and fold."""
     d = root / "data" / f"task{task}"
-    train = pd.read_parquet(d / "train.parquet").merge(pd.read_parquet(d / "folds.parquet"), on="query_id")
+    train = attach_folds(pd.read_parquet(d / "train.parquet"), pd.read_parquet(d / "folds.parquet"))
     return train[["example_id", "query_id", "product_id", "product_locale", "esci_label", "fold", *TEXT]]
 
 
@@ -59,35 +59,27 @@ def joined(train: pd.DataFrame, oof: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def truth(task: int, df: pd.DataFrame) -> pd.Series:
-    return df.esci_label if task != 3 else df.esci_label.where(df.esci_label.eq("S"), "N")
-
-
 def confusion(task: int, df: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
     """Rows: given label; columns: predicted label; counts."""
     labels = list(LABELS) if task != 3 else ["S", "N"]
     pred = predicted_labels(2 if task == 1 else task, df, threshold)
-    return pd.crosstab(pd.Categorical(truth(task, df), labels), pd.Categorical(pred, labels),
+    return pd.crosstab(pd.Categorical(truth_labels(task, df), labels), pd.Categorical(pred, labels),
                        rownames=["given"], colnames=["predicted"], dropna=False)
 
 
-def per_locale(task: int, df: pd.DataFrame, threshold: float = 0.5, score: str = "score") -> pd.DataFrame:
-    rows = []
-    for loc, g in [("all", df), *sorted(df.groupby("product_locale"))]:
-        if task == 1:
-            m = float(ndcg_per_query(g, score).mean())
-        else:
-            m = micro_f1(truth(task, g), predicted_labels(task, g, threshold))
-        rows.append({"locale": loc, "queries": g.query_id.nunique(), "rows": len(g), METRIC_NAME[task]: m})
+def per_locale(task: int, df: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
+    rows = [{"locale": loc, "queries": g.query_id.nunique(), "rows": len(g),
+             METRIC_NAME[task]: task_metric(task, g, threshold)}
+            for loc, g in [("all", df), *sorted(df.groupby("product_locale"))]]
     return pd.DataFrame(rows)
 
 
 def confidence(task: int, df: pd.DataFrame, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """(confidence of the predicted label, whether it is right) per row."""
     if task == 3:
-        p = (df.p_sub if "p_sub" in df else df.p_S).to_numpy()
+        p = sub_prob(df).to_numpy()
         pred_s = p > threshold
-        return np.where(pred_s, p, 1 - p), pred_s == truth(3, df).eq("S").to_numpy()
+        return np.where(pred_s, p, 1 - p), pred_s == truth_labels(3, df).eq("S").to_numpy()
     probs = df[PROB_COLUMNS["cls4"]].to_numpy()
     return probs.max(1), np.array(LABELS)[probs.argmax(1)] == df.esci_label.to_numpy()
 
@@ -106,6 +98,6 @@ def confident_errors(task: int, df: pd.DataFrame, n: int = 20, threshold: float 
     """The n wrong predictions made with the highest confidence, with their query and product text."""
     conf, right = confidence(task, df, threshold)
     pred = predicted_labels(2 if task == 1 else task, df, threshold)
-    out = df.assign(given=truth(task, df), predicted=pred.to_numpy(), confidence=conf)[~right]
+    out = df.assign(given=truth_labels(task, df), predicted=pred.to_numpy(), confidence=conf)[~right]
     cols = ["example_id", "product_locale", "given", "predicted", "confidence", *TEXT]
     return out.sort_values(["confidence", "example_id"], ascending=[False, True])[cols].head(n).reset_index(drop=True)

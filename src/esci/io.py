@@ -1,11 +1,13 @@
 """Atomic file and directory writes, so a crash never leaves a half-written artifact that a later stage reads.
 
 In: a target path and the data (DataFrame, dict, text). Out: the file appears under its final name only when
-complete (written to a temporary name in the same directory, then `os.replace`d).
+complete (written to a temporary name in the same directory, then `os.replace`d). `disk_cached` keeps a
+computed object (tokenized text) under a key, so later runs read it instead of computing it again.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -13,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 
 @contextlib.contextmanager
@@ -58,3 +61,18 @@ def write_json(obj, path: str | Path) -> None:
 
 def read_json(path: str | Path):
     return json.loads(Path(path).read_text())
+
+
+def disk_cached(cache_dir: Path | None, prefix: str, key_parts: list, build):
+    """build(), saved as <cache_dir>/<prefix>_<hash of key_parts>.pt and loaded from there while the key holds;
+    computed every time when cache_dir is None."""
+    if cache_dir is None:
+        return build()
+    key = hashlib.sha1(json.dumps(key_parts).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"{prefix}_{key}.pt"
+    if path.exists():
+        return torch.load(path, weights_only=False)
+    out = build()
+    with atomic_path(path) as tmp:
+        torch.save(out, tmp)
+    return out

@@ -20,8 +20,6 @@ A fine-tuning config starts from it with init_from="<name>".
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -35,11 +33,11 @@ from torch import nn
 from transformers import get_cosine_schedule_with_warmup
 
 from .data import TEXT_FIELDS, load_esci
-from .io import atomic_path, read_json, write_json
+from .io import atomic_path, disk_cached, read_json, write_json
 from .loop import EMA, Loop, adamw, batch_order, make_accelerator, pad_tokens, seed_all, shard
 from .model import load_encoder, load_tokenizer
 from .prepare import resolve_data_dir
-from .text import norm_value, product_text
+from .text import build_vocab, norm_value, product_text
 
 log = logging.getLogger("esci")
 
@@ -116,10 +114,7 @@ def p2q_pairs(df: pd.DataFrame, span_means: dict, rng: np.random.Generator) -> p
 
 def attr_vocab(values: pd.Series, min_count: int = 2) -> dict[str, int]:
     """Normalized values seen at least min_count times -> class 0..n-1, by (count desc, value)."""
-    counts = norm_value(values)
-    counts = counts[counts != ""].value_counts()
-    kept = sorted(((v, c) for v, c in counts.items() if c >= min_count), key=lambda vc: (-vc[1], vc[0]))
-    return {v: i for i, (v, _) in enumerate(kept)}
+    return {v: i - 1 for v, i in build_vocab(norm_value(values), min_count).items()}
 
 
 def attr_labels(values: pd.Series, vocab: dict) -> np.ndarray:
@@ -299,22 +294,18 @@ def is_complete(cfg) -> bool:
 
 def _corpora(cfg, tokenizer, catalog, vocabs, cache: Path) -> tuple[dict, dict]:
     """(fit, held-out) corpora, built once per (tokenizer, products, config) and cached on disk."""
+    def build():
+        rng = np.random.default_rng(cfg.seed + 2)
+        return (build_corpora(catalog[~catalog.holdout].reset_index(drop=True), tokenizer, cfg, rng, vocabs),
+                build_corpora(catalog[catalog.holdout].reset_index(drop=True), tokenizer, cfg, rng, vocabs))
+
     keys = [k for k in sorted(cfg) if k.startswith("pt_") and k not in ("pt_epochs", "pt_lr", "pt_weights")]
-    key = hashlib.sha1(json.dumps([getattr(tokenizer, "name_or_path", ""), len(tokenizer), cfg.max_len, cfg.seed,
-                                   catalog.product_id.tolist(), [cfg[k] for k in keys]]).encode()).hexdigest()[:16]
-    path = cache / f"pt_{key}.pt"
-    if path.exists():
-        return torch.load(path, weights_only=False)
-    rng = np.random.default_rng(cfg.seed + 2)
-    out = (build_corpora(catalog[~catalog.holdout].reset_index(drop=True), tokenizer, cfg, rng, vocabs),
-           build_corpora(catalog[catalog.holdout].reset_index(drop=True), tokenizer, cfg, rng, vocabs))
-    with atomic_path(path) as tmp:
-        torch.save(out, tmp)
-    return out
+    return disk_cached(cache, "pt", [getattr(tokenizer, "name_or_path", ""), len(tokenizer), cfg.max_len, cfg.seed,
+                                     catalog.product_id.tolist(), [cfg[k] for k in keys]], build)
 
 
 @torch.no_grad()
-def evaluate(model, held: dict, cfg, tokenizer, accelerator, pad_id: int) -> dict:
+def evaluate(model, held: dict, cfg, tokenizer, accelerator, pad_id: int, special_ids: torch.Tensor) -> dict:
     """Held-out MLM loss (fixed masks) and accuracies of Product2Query, brand and color."""
     model.eval()
     sums: dict = {}
@@ -326,9 +317,9 @@ def evaluate(model, held: dict, cfg, tokenizer, accelerator, pad_id: int) -> dic
         for s in range(0, len(c), cfg.eval_batch_size):
             batch = collate(c, order[s:s + cfg.eval_batch_size], pad_id, cfg.pad_multiple)
             if task == "mlm":
-                special = torch.isin(batch["input_ids"], torch.tensor(tokenizer.all_special_ids))
-                batch["input_ids"], batch["labels"] = mask_tokens(batch["input_ids"], special, tokenizer,
-                                                                  cfg.pt_mask_prob, gen)
+                batch["input_ids"], batch["labels"] = mask_tokens(batch["input_ids"],
+                                                                  torch.isin(batch["input_ids"], special_ids),
+                                                                  tokenizer, cfg.pt_mask_prob, gen)
                 if not (batch["labels"] != IGNORE).any():
                     continue
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
@@ -392,7 +383,7 @@ def pretrain(cfg) -> dict:
         cfg.save(out / "config.json")
 
     def score():
-        info = evaluate(model, held, cfg, tokenizer, accelerator, pad_id)
+        info = evaluate(model, held, cfg, tokenizer, accelerator, pad_id, special_ids)
         return (-info["mlm_loss"] if "mlm_loss" in info else float("nan")), info
 
     def save_best():

@@ -40,21 +40,29 @@ def outputs_frame(head: str, example_id: np.ndarray, out: torch.Tensor) -> pd.Da
     return df
 
 
+def truth_labels(task: int, df: pd.DataFrame) -> pd.Series:
+    """The labels a task scores: E/S/C/I, or for task 3 'S' and 'N' (not substitute)."""
+    return df.esci_label.where(df.esci_label.eq("S"), "N") if task == 3 else df.esci_label
+
+
+def sub_prob(pred: pd.DataFrame) -> pd.Series:
+    """The substitute probability: p_sub of 2-class heads, p_S of 4-class ones."""
+    return pred["p_sub"] if "p_sub" in pred else pred["p_S"]
+
+
 def predicted_labels(task: int, pred: pd.DataFrame, threshold: float = 0.5) -> pd.Series:
     """Task 2: argmax label; task 3: 'S' when the substitute probability passes the threshold, else 'N'."""
     if task == 2:
         cols = PROB_COLUMNS["cls4"]
         return pd.Series(np.array(LABELS)[pred[cols].to_numpy().argmax(1)], index=pred.index)
-    sub = pred["p_sub"] if "p_sub" in pred else pred["p_S"]
-    return pd.Series(np.where(sub > threshold, "S", "N"), index=pred.index)
+    return pd.Series(np.where(sub_prob(pred) > threshold, "S", "N"), index=pred.index)
 
 
-def task_metric(task: int, df: pd.DataFrame) -> float:
-    """df: labelled rows (query_id, esci_label) joined with prediction columns."""
+def task_metric(task: int, df: pd.DataFrame, threshold: float = 0.5) -> float:
+    """df: labelled rows (query_id, esci_label) joined with prediction columns; threshold: task 3's."""
     if task == 1:
         return ndcg(df, "score")
-    truth = df.esci_label if task == 2 else df.esci_label.where(df.esci_label.eq("S"), "N")
-    return micro_f1(truth, predicted_labels(task, df))
+    return micro_f1(truth_labels(task, df), predicted_labels(task, df, threshold))
 
 
 METRIC_NAME = {1: "ndcg", 2: "micro_f1", 3: "micro_f1"}

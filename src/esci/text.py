@@ -8,7 +8,6 @@ Tokenization runs once per (tokenizer, fields, max_len, rows) and is cached on d
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -16,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from . import LOCALES
+from .io import disk_cached
 
 LOCALE_IDS = {loc: i + 1 for i, loc in enumerate(LOCALES)}
 
@@ -92,22 +91,16 @@ class Features:
 
 
 def _tokenize(tokenizer, df, cfg, cache_dir: Path | None):
-    key = hashlib.sha1(json.dumps([getattr(tokenizer, "name_or_path", ""), len(tokenizer), cfg.fields,
-                                   cfg.max_len, df.example_id.tolist(), df["query"].str.len().sum().item(),
-                                   df.title.str.len().sum().item()]).encode()).hexdigest()[:16]
-    path = cache_dir / f"tok_{key}.pt" if cache_dir else None
-    if path is not None and path.exists():
-        return torch.load(path, weights_only=False)
-    enc = tokenizer(df["query"].tolist(), product_text(df, cfg.fields, tokenizer.sep_token or "|"),
-                    truncation="longest_first", max_length=cfg.max_len)
-    out = {"input_ids": [np.asarray(x, dtype=np.int32) for x in enc["input_ids"]],
-           "token_type_ids": [np.asarray(x, dtype=np.int8) for x in enc["token_type_ids"]]
-           if "token_type_ids" in enc else None}
-    if path is not None:
-        from .io import atomic_path
-        with atomic_path(path) as tmp:
-            torch.save(out, tmp)
-    return out
+    def build():
+        enc = tokenizer(df["query"].tolist(), product_text(df, cfg.fields, tokenizer.sep_token or "|"),
+                        truncation="longest_first", max_length=cfg.max_len)
+        return {"input_ids": [np.asarray(x, dtype=np.int32) for x in enc["input_ids"]],
+                "token_type_ids": [np.asarray(x, dtype=np.int8) for x in enc["token_type_ids"]]
+                if "token_type_ids" in enc else None}
+
+    key = [getattr(tokenizer, "name_or_path", ""), len(tokenizer), cfg.fields, cfg.max_len, df.example_id.tolist(),
+           df["query"].str.len().sum().item(), df.title.str.len().sum().item()]
+    return disk_cached(cache_dir, "tok", key, build)
 
 
 def featurize(df: pd.DataFrame, tokenizer, vocabs: Vocabs, cfg, cache_dir: Path | None = None) -> Features:
