@@ -18,7 +18,8 @@ cfg = dict(
     sample_noise=0.05,       # fraction of sample training labels flipped on purpose (recorded)
     n_folds=5,               # K of the query-grouped stratified folds
     add_task1_rows=False,    # tasks 2-3: add task-1 training rows the large version lacks
-    aug_weight=0.3,          # sample weight of those added rows
+    add_large_rows=False,    # task 1: also train on the large version's other training rows (never validated)
+    aug_weight=0.3,          # sample weight of the rows added by add_task1_rows or add_large_rows
     max_train_queries=0,     # 0 = all; else keep this many training queries (smoke tests)
     max_test_rows=0,         # 0 = all; else predict only the first N test rows (smoke tests; submission invalid)
     exclude_from="",         # experiment whose label_issues.parquet lists example_ids dropped from training
@@ -61,7 +62,7 @@ cfg = dict(
     mixup=False,             # embedding mixup with an in-batch permutation and soft targets
     mixup_alpha=0.2,         # Beta(alpha, alpha) mixing weight
     # --- speed
-    precision="auto",        # auto (bf16 on GPUs that have it, else fp16; fp32 on CPU) | fp32 | bf16 | fp16
+    precision="auto",        # auto (bf16 where GPU or CPU has it natively, else GPU fp16, CPU fp32) | fp32 | bf16 | fp16
     pad_multiple=32,         # pad batches to a multiple of this (tensor-core friendly); 1 = off
     bucket=True,             # length-bucketed training batches (shuffled buckets) and length-sorted inference
     compile=False,           # torch.compile the encoder

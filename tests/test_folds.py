@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 
-from esci.data import task_tables
+from esci.data import EXAMPLES, PRODUCTS, task_tables
 from esci.folds import attach_folds, make_folds
 
 
@@ -42,3 +42,32 @@ def test_folds_identical_across_processes(sample_dir):
 def test_folds_change_with_seed(esci):
     train, _ = task_tables(*esci, task=2)
     assert not make_folds(train, 5, 1).equals(make_folds(train, 5, 2))
+
+
+def test_large_rows_train_task1_but_never_the_fold_that_validates_their_query(tmp_path, raw):
+    from esci.config import Config, load_config
+    from esci.prepare import fit_rows, load_prepared, prepare
+    ex, pr = raw
+    # one task-1 training query loses half its rows from the small version: those rows become extra rows
+    q = ex[ex.small_version.eq(1) & ex.split.eq("train")].query_id.iat[0]
+    part = ex.index[ex.query_id.eq(q)][::2]
+    ex.loc[part, "small_version"] = 0
+    data = tmp_path / "data"
+    data.mkdir()
+    ex.to_parquet(data / EXAMPLES, index=False)
+    pr.to_parquet(data / PRODUCTS, index=False)
+    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}", f"data_dir={data}", "task=1",
+                                                      "add_large_rows=True", "aug_weight=0.5"])
+    prepare(cfg)
+    train, _ = load_prepared(cfg)
+    large = ex[ex.large_version.eq(1) & ex.split.eq("train")]
+    q_fold = int(train.fold[train.query_id.eq(q)].iat[0])
+    for fold in range(cfg.n_folds):
+        fit = fit_rows(cfg, train, fold)
+        assert fit.example_id.is_unique and not fit.query_id.isin(train.query_id[train.fold == fold]).any()
+        extra = fit[~fit.example_id.isin(train.example_id)]
+        assert (extra.weight == 0.5).all() and extra.example_id.isin(large.example_id).all()
+        assert extra.query_id.eq(q).any() == (fold != q_fold)
+    full = fit_rows(cfg, train, -1)
+    assert sorted(full.example_id) == sorted(large.example_id)
+    assert len(fit_rows(Config({**cfg, "add_large_rows": False}), train, -1)) == len(train)

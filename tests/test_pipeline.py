@@ -18,8 +18,8 @@ from esci.submission import validate
 ROOT = Path(__file__).resolve().parents[1]
 OVERRIDES = "model_dir=tiny lr=5e-4 epochs=8 unit_match=True use_ids=False"
 # blend CV of the recorded run, less a margin for platform float noise
-FLOORS = {1: 0.92,   # recorded 0.9339 (t1_a_clean 0.9221, t1_b 0.9262, t1_reg 0.9337)
-          2: 0.64,   # recorded 0.6566 (t2_a 0.6535, t2_b 0.6562); majority class 0.5933
+FLOORS = {1: 0.94,   # recorded 0.9565 (t1_a_clean 0.9506, t1_b 0.9422, t1_reg 0.9491), add_large_rows
+          2: 0.64,   # recorded 0.6566 (t2_a 0.6539, t2_b 0.6562); majority class 0.5933
           3: 0.78}   # recorded 0.7908 (t3_a 0.7904, t3_b 0.7908); majority class 0.7657
 
 

@@ -34,12 +34,18 @@ def seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def cpu_has_bf16() -> bool:
+    """Native bf16 matrix instructions (AVX512-BF16 or AMX); elsewhere bf16 on a CPU is emulated and slow."""
+    probes = [getattr(torch.cpu, n, None) for n in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(p() for p in probes if p is not None)
+
+
 def precision(cfg) -> str:
-    """Accelerate's mixed_precision: bf16 where the GPU has it, else fp16; none on CPU."""
+    """Accelerate's mixed_precision: bf16 where the GPU or CPU has it natively, else fp16 on GPUs, fp32 on CPUs."""
     if cfg.precision != "auto":
         return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision]
     if not torch.cuda.is_available():
-        return "no"
+        return "bf16" if cpu_has_bf16() else "no"
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 

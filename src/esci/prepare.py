@@ -1,8 +1,9 @@
 """Prepare stage: resolve the data directory, load and validate, build one task's tables and its folds, once.
 
 In: config (data_dir, task, n_folds, seed, add_task1_rows, sample_if_missing).
-Out: output/<profile>/data/task<k>/{train.parquet, test.parquet, folds.parquet, summary.json}; summary.json is
-written last and marks the stage complete, so a rerun skips it and a crash leaves nothing a later stage reads.
+Out: output/<profile>/data/task<k>/{train.parquet, test.parquet, folds.parquet, summary.json}, and for task 1
+extra.parquet (the large version's other training rows, see `fit_rows`); summary.json is written last and marks
+the stage complete, so a rerun skips it and a crash leaves nothing a later stage reads.
 """
 from __future__ import annotations
 
@@ -44,11 +45,17 @@ def prepare(cfg) -> Path:
     examples, products = load_esci(data_dir)
     train, test = task_tables(examples, products, cfg.task, cfg.add_task1_rows, cfg.aug_weight)
     folds = make_folds(train, cfg.n_folds, cfg.seed)
+    if cfg.task == 1:
+        large, _ = task_tables(examples, products, 2)
+        extra = large[~large.example_id.isin(train.example_id)].merge(folds, on="query_id", how="left")
+        extra["fold"] = extra.fold.fillna(-1).astype("int64")  # -1: a query task 1 never validates
+        write_parquet(extra.reset_index(drop=True), out / "extra.parquet")
     write_parquet(train, out / "train.parquet")
     write_parquet(test, out / "test.parquet")
     write_parquet(folds, out / "folds.parquet")
     summary = dict(data_dir=str(data_dir), task=cfg.task, train_rows=len(train), test_rows=len(test),
-                   train_queries=int(train.query_id.nunique()), n_folds=cfg.n_folds, seed=cfg.seed,
+                   train_queries=int(train.query_id.nunique()),
+                   extra_rows=len(extra) if cfg.task == 1 else 0, n_folds=cfg.n_folds, seed=cfg.seed,
                    labels=train.esci_label.value_counts().to_dict(),
                    fold_rows=attach_folds(train, folds).fold.value_counts().sort_index().tolist())
     write_json(summary, out / "summary.json")
@@ -74,3 +81,21 @@ def load_prepared(cfg, subset: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]
     if subset and cfg.max_test_rows:
         test = test.iloc[:cfg.max_test_rows].reset_index(drop=True)
     return train, test
+
+
+def fit_rows(cfg, train: pd.DataFrame, fold: int) -> pd.DataFrame:
+    """The rows that train fold `fold` (-1 = full fit): the other folds' rows and, for task 1 with add_large_rows,
+    the large version's training rows outside the small version at weight aug_weight. Those are never validated
+    or scored; rows of a query task 1 validates on fold k stay out of fold k's training."""
+    fit = train[train.fold != fold]
+    if not (cfg.add_large_rows and cfg.task == 1):
+        return fit.reset_index(drop=True)
+    path = cfg.prep_dir / "extra.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing (tables prepared by an older version); fix: delete "
+                                f"{cfg.prep_dir} and rerun src/01_prepare.py")
+    extra = pd.read_parquet(path)
+    if cfg.max_train_queries:
+        extra = extra[extra.query_id.isin(np.sort(extra.query_id.unique())[:cfg.max_train_queries])]
+    extra = extra[extra.fold.ne(fold) | (fold < 0)].assign(weight=float(cfg.aug_weight))
+    return pd.concat([fit, extra[fit.columns]], ignore_index=True)

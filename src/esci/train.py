@@ -26,7 +26,7 @@ from .io import atomic_path, read_json, write_json, write_parquet
 from .loop import EMA, Loop, adamw, batch_order, make_accelerator, pad_tokens, seed_all, shard
 from .model import CrossEncoder, load_encoder, load_tokenizer
 from .pretrain import pretrained_dir, seed_id_tables
-from .prepare import load_prepared
+from .prepare import fit_rows, load_prepared
 from .tasks import METRIC_NAME, outputs_frame, targets, task_metric
 from .text import Features, Vocabs, featurize
 
@@ -128,7 +128,7 @@ def predict(model, feats: Features, cfg, accelerator, pad_id: int, desc: str = "
 def _setup(cfg, fold: int):
     """Fit/val/test tables, their features and the model (started from a pre-training run when init_from is set)."""
     train, test = load_prepared(cfg)
-    fit = train[train.fold != fold].reset_index(drop=True)
+    fit = fit_rows(cfg, train, fold)
     val = train[train.fold == fold].reset_index(drop=True)
     if cfg.exclude_from:
         issues = pd.read_parquet(Path(cfg.output_dir) / cfg.profile / cfg.exclude_from / "label_issues.parquet")
