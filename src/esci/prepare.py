@@ -63,6 +63,11 @@ def prepare(cfg) -> Path:
     return out
 
 
+def first_queries(df: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The rows of the n lowest query ids (the smoke-test limit max_train_queries)."""
+    return df[df.query_id.isin(np.sort(df.query_id.unique())[:n])].reset_index(drop=True)
+
+
 def load_prepared(cfg, subset: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train with `fold`, test) from the prepare stage; fails if it has not run. With `subset`, the smoke-test
     limits apply (max_train_queries: the first queries by id; max_test_rows: the first test rows)."""
@@ -76,8 +81,7 @@ def load_prepared(cfg, subset: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]
     train = attach_folds(pd.read_parquet(out / "train.parquet"), pd.read_parquet(out / "folds.parquet"))
     test = pd.read_parquet(out / "test.parquet")
     if subset and cfg.max_train_queries:
-        keep = np.sort(train.query_id.unique())[:cfg.max_train_queries]
-        train = train[train.query_id.isin(keep)].reset_index(drop=True)
+        train = first_queries(train, cfg.max_train_queries)
     if subset and cfg.max_test_rows:
         test = test.iloc[:cfg.max_test_rows].reset_index(drop=True)
     return train, test
@@ -96,6 +100,6 @@ def fit_rows(cfg, train: pd.DataFrame, fold: int) -> pd.DataFrame:
                                 f"{cfg.prep_dir} and rerun src/01_prepare.py")
     extra = pd.read_parquet(path)
     if cfg.max_train_queries:
-        extra = extra[extra.query_id.isin(np.sort(extra.query_id.unique())[:cfg.max_train_queries])]
+        extra = first_queries(extra, cfg.max_train_queries)
     extra = extra[extra.fold.ne(fold) | (fold < 0)].assign(weight=float(cfg.aug_weight))
     return pd.concat([fit, extra[fit.columns]], ignore_index=True)
