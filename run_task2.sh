@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Task 2 (E/S/C/I classification, micro-F1): prepare -> pre-train (when init_from is set) -> folds of two field
-# orders -> blend on OOF -> submission.
+# Task 2 (E/S/C/I classification, micro-F1): prepare -> pre-train (when init_from is set) -> the two shared 4-class
+# experiments (t2_a, t2_b: large version, two field orders) -> blend on OOF -> submission.
+# run_task1.sh and run_task3.sh blend the same two experiments, so whichever driver runs first trains them once.
 # Label cleaning is off for task 2 (paper Table 6: -0.003); add `clean_labels t2_a` and a t2_a_clean member to try it.
 set -euo pipefail
 cd "$(dirname "$0")"
 source src/stages.sh
-prepare t2_a
+prepare
 pretrain t2_a
 for exp in t2_a t2_b; do train_all_folds "$exp"; done
 blend blend_t2

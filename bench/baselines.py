@@ -15,7 +15,7 @@ from esci import baselines
 from esci.config import from_argv
 from esci.io import read_json, write_csv
 from esci.log import setup
-from esci.prepare import load_prepared, prepare
+from esci.prepare import load_examples, prepare, task_rows, with_text
 from esci.tasks import METRIC_NAME
 
 
@@ -24,7 +24,7 @@ def main(argv):
     files = [a for a in argv if "=" not in a] or ["configs/sample.py", "configs/t2_a.py"]
     cfg = from_argv(files + [a for a in argv if "=" in a])
     prepare(cfg)
-    train, _ = load_prepared(cfg)
+    train = with_text(cfg, task_rows(load_examples(cfg), cfg.task)[0])
     metric = METRIC_NAME[cfg.task]
     if cfg.task == 1:
         rows = [("baseline", "tfidf_cosine", baselines.tfidf_cosine(train)),

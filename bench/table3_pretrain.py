@@ -12,10 +12,10 @@ import sys
 
 import pandas as pd
 
+from common import train_and_score
 from esci.config import from_argv
 from esci.io import write_csv
 from esci.log import setup
-from esci.members import train_and_score
 from esci.pretrain import pretrain
 from esci.tasks import METRIC_NAME
 
@@ -35,10 +35,10 @@ def main(argv):
         if change is not None:
             switches.update(change)
             init = f"table3_pt_{rung}"
-            m = pretrain(base.__class__({**base, **switches, "name": init}))
+            m = pretrain(base.replace(**switches, name=init))
             row.update({"mlm_loss_start": m["start"].get("mlm_loss"), "mlm_loss": m["best"].get("mlm_loss"),
                         **{k: m["best"].get(k) for k in ("p2q_acc", "brand_acc", "color_acc")}})
-        cfg = base.__class__({**base, "init_from": init, "name": f"{base.name}_table3_{rung}"})
+        cfg = base.replace(init_from=init, name=f"{base.name}_table3_{rung}")
         row[METRIC_NAME[cfg.task]] = train_and_score(cfg)
         rows.append(row)
     table = pd.DataFrame(rows)

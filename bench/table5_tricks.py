@@ -10,10 +10,10 @@ import sys
 
 import pandas as pd
 
+from common import train_and_score
 from esci.config import from_argv
 from esci.io import write_csv
 from esci.log import setup
-from esci.members import train_and_score
 from esci.tasks import METRIC_NAME
 
 RUNGS = [("base", dict(ema=False, fgm=False, rdrop=False, mixup=False)), ("ema", dict(ema=True)),
@@ -27,7 +27,7 @@ def main(argv):
     rows, switches = [], {}
     for rung, change in RUNGS:
         switches.update(change)
-        cfg = base.__class__({**base, **switches, "name": f"{base.name}_tricks_{rung}"})
+        cfg = base.replace(**switches, name=f"{base.name}_tricks_{rung}")
         rows.append({"rung": rung if rung == "base" else f"+{rung}", **{k: switches[k] for k in ("ema", "fgm", "rdrop",
                                                                                                   "mixup")},
                      METRIC_NAME[cfg.task]: train_and_score(cfg)})

@@ -25,8 +25,8 @@ from transformers import XLMRobertaConfig, XLMRobertaModel, get_cosine_schedule_
 
 from esci.config import load_config
 from esci.loop import EMA, Loop, adamw, batch_order, make_accelerator, precision
+from esci.features import Features, TokenStore
 from esci.model import CrossEncoder, load_encoder
-from esci.text import Features
 from esci.train import collate
 
 MAX_LEN = 256
@@ -37,12 +37,18 @@ def esci_like_lengths(n: int, seed: int = 0) -> np.ndarray:
     return np.clip(np.round(rng.lognormal(np.log(140), 0.6, n)), 12, MAX_LEN).astype(int)
 
 
-def synthetic_features(n: int, vocab: int, seed: int = 0) -> Features:
+def synthetic_features(n: int, vocab: int, cfg, seed: int = 0) -> Features:
+    """n pairs of an 8-token query and a product filling an ESCI-like pair length, in a BERT-like template."""
     rng = np.random.default_rng(seed)
-    lengths = esci_like_lengths(n, seed)
-    ids = [rng.integers(5, vocab, L).astype(np.int32) for L in lengths]
-    empty = [np.zeros(0, np.int64)] * n
-    return Features(np.arange(n), ids, None, [empty] * 3, np.zeros((n, 3), np.int64), lengths)
+    lq = np.full(n, 8)
+    lp = esci_like_lengths(n, seed) - 8 - 3
+
+    def flat(lens):
+        return rng.integers(5, vocab, int(lens.sum())).astype(np.int32), np.r_[0, np.cumsum(lens)].astype(np.int64)
+
+    tok = TokenStore(None, *flat(lq), *flat(lp), np.array([1, -1, 2, -2, 2]), np.array([0, 0, 0, 1, 1]), False, 0,
+                     MAX_LEN)
+    return Features(tok, None, np.arange(n), np.arange(n), cfg)
 
 
 def build_model(name: str, cfg) -> CrossEncoder:
@@ -85,7 +91,7 @@ def project_train(model, feats, warm, cfg) -> float:
         y, w = targets(f)
 
         def loss_of(rows):
-            batch = {k: v.to(accelerator.device) for k, v in collate(f, rows, 0, 32, y, w).items()}
+            batch = {k: v.to(accelerator.device) for k, v in collate(f, rows, 32, y, w).items()}
             with accelerator.autocast():
                 return F.cross_entropy(model(batch).float(), batch["y"])
 
@@ -109,7 +115,7 @@ def plain_train(model, feats, warm, device) -> float:
         y, w = targets(f)
         order = np.random.default_rng(0).permutation(len(f))
         for b in (order[i:i + 32] for i in range(0, len(order), 32)):
-            batch = {k: v.to(device) for k, v in collate(f, b, 0, MAX_LEN, y, w).items()}
+            batch = {k: v.to(device) for k, v in collate(f, b, MAX_LEN, y, w).items()}
             with torch.autocast(device.type, dtype=torch.float16, enabled=cuda):
                 loss = F.cross_entropy(model(batch).float(), batch["y"])
             scaler.scale(loss).backward()
@@ -127,11 +133,11 @@ def infer(model, feats, device, batch_size: int, pad: int, sort: bool, dtype) ->
     order = np.argsort(feats.lengths, kind="stable") if sort else np.arange(rows)
     batches = [order[i:i + batch_size] for i in range(0, rows, batch_size)]
     with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-        model({k: v.to(device) for k, v in collate(feats, batches[0], 0, pad).items()})
+        model({k: v.to(device) for k, v in feats.batch(batches[0], pad).items()})
         sync()
         t = time.perf_counter()
         for b in batches:
-            model({k: v.to(device) for k, v in collate(feats, b, 0, pad).items()})
+            model({k: v.to(device) for k, v in feats.batch(b, pad).items()})
     sync()
     return rows / (time.perf_counter() - t)
 
@@ -157,8 +163,8 @@ def main():
     torch.manual_seed(0)
     model = build_model(a.model, cfg)
     vocab = model.word_embeddings().weight.shape[0]
-    feats, warm = synthetic_features(train_rows, vocab, 0), synthetic_features(2 * a.batch, vocab, 1)
-    infer_feats = synthetic_features(infer_rows, vocab, 2)
+    feats, warm = synthetic_features(train_rows, vocab, cfg, 0), synthetic_features(2 * a.batch, vocab, cfg, 1)
+    infer_feats = synthetic_features(infer_rows, vocab, cfg, 2)
     init = {k: v.clone() for k, v in model.state_dict().items()}
     low = {"bf16": torch.bfloat16, "fp16": torch.float16, "no": None}[precision(cfg)]
 

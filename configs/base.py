@@ -4,7 +4,8 @@ cfg = dict(
     # --- run identity
     profile="base",          # data/scale profile (sample | full); results go to output/<profile>/<name>/
     name="base",             # experiment name, self-describing (t2_a = task 2, field order a)
-    task=2,                  # 1 ranking (nDCG), 2 E/S/C/I classification (micro-F1), 3 substitute (micro-F1)
+    task=2,                  # 1 ranking (nDCG), 2 E/S/C/I (micro-F1), 3 substitute (micro-F1): an experiment's
+                             # checkpoint metric (on its validation rows of that task), a blend's task
     fold=0,                  # fold to train (its rows are validation); -1 = full fit on all training rows
     seed=42,                 # every RNG (folds, sampler, dropout, sample generator) derives from it
     # --- paths ("" = the environment variable, else the default in brackets)
@@ -17,26 +18,25 @@ cfg = dict(
     sample_queries=300,      # queries in the generated sample (all locales)
     sample_noise=0.05,       # fraction of sample training labels flipped on purpose (recorded)
     n_folds=5,               # K of the query-grouped stratified folds
-    add_task1_rows=False,    # tasks 2-3: add task-1 training rows the large version lacks
-    add_large_rows=False,    # task 1: also train on the large version's other training rows (never validated)
-    aug_weight=0.3,          # sample weight of the rows added by add_task1_rows or add_large_rows
+    rows="large",            # rows an experiment trains, validates and predicts: large | small | all (either version)
+    aug_weight=0.3,          # sample weight of an experiment's rows outside its task's version (e.g. task 1, rows=large)
     max_train_queries=0,     # 0 = all; else keep this many training queries (smoke tests)
     max_test_rows=0,         # 0 = all; else predict only the first N test rows (smoke tests; submission invalid)
     exclude_from="",         # experiment whose label_issues.parquet lists example_ids dropped from training
     # --- input text
     fields=["title", "brand", "color", "bullets", "description"],  # product fields in input order
     max_len=256,             # tokens per (query, product) pair, longest-first truncation
+    max_chars=0,             # product text cut to this many characters before tokenizing (0 = 6 * max_len)
     # --- model
     head="cls4",             # cls4 (E/S/C/I) | cls2 (substitute vs not) | reg (MSE on gains)
     use_units=True,          # multi-granular semantic units: char 3-gram bags of query / title+brand+color+bullets / description
     unit_match=False,        # also feed query*title and query*description bag products to the head (not in the paper)
     unit_dim=64,             # size of each 3-gram bag embedding
-    ngram_min_count=2,       # 3-grams seen fewer times in training text get no id
-    ngram_max_vocab=500000,  # most frequent 3-grams kept
+    ngram_buckets=524288,    # char 3-grams are hashed (stable, vectorized) into this many embedding rows
     use_ids=True,            # locale, brand and color ID embeddings (OOV -> 0)
     locale_dim=8,            # locale embedding size
     id_dim=128,              # brand and color embedding size
-    id_min_count=2,          # brand/color values seen fewer times map to 0
+    id_min_count=2,          # brand/color values seen fewer times in training judgements map to 0
     head_dropout=0.1,        # dropout before each head Linear
     # --- loss
     loss="ce",               # ce | poly1 (CE + poly_eps * (1 - p_true)); reg heads always use MSE

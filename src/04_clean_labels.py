@@ -7,11 +7,11 @@ from esci.cleaning import clean
 from esci.config import from_argv
 from esci.log import setup
 from esci.members import load_member
-from esci.prepare import load_prepared
+from esci.prepare import experiment_rows, load_examples
 
 if __name__ == "__main__":
     setup("clean")
     cfg = from_argv()
-    train, test = load_prepared(cfg)
+    train, test = experiment_rows(cfg, load_examples(cfg))
     oof, _ = load_member(cfg.run_dir, train, test, cfg.n_folds)
     clean(cfg, train, oof)

@@ -8,14 +8,14 @@ import pandas as pd
 from esci.config import from_argv
 from esci.io import read_json
 from esci.log import setup
-from esci.prepare import load_prepared
+from esci.prepare import load_examples, task_rows
 from esci.submission import validate, write_task1, write_task2, write_task3
 from esci.tasks import predicted_labels
 
 if __name__ == "__main__":
     setup("submit")
     cfg = from_argv()
-    _, test = load_prepared(cfg, subset=False)  # a smoke run must not pass for a full submission
+    _, test = task_rows(load_examples(cfg, subset=False), cfg.task)  # a smoke run must not pass for a full one
     blend = read_json(cfg.run_dir / "blend.json")
     pred = test[["example_id", "query_id", "product_id"]].merge(pd.read_parquet(cfg.run_dir / "test.parquet"),
                                                                  on="example_id", how="left", validate="one_to_one")

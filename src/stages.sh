@@ -11,7 +11,7 @@ export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
 # OVERRIDES="key=value ..." is appended to every stage (tests shrink the run with it)
 read -r -a OV <<< "${OVERRIDES:-}"
 
-prepare() { $PYTHON src/01_prepare.py "$P" "configs/$1.py" ${OV[@]+"${OV[@]}"}; }
+prepare() { $PYTHON src/01_prepare.py "$P" ${OV[@]+"${OV[@]}"}; }
 # the pre-training run the experiment starts from (its init_from; nothing when that is empty)
 pretrain() {
   local run

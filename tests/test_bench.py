@@ -51,13 +51,14 @@ def test_throughput_prints_ratios():
 
 def test_baselines_beat_trivial(tmp_path, sample_dir):
     from esci import baselines
-    from esci.data import load_esci, task_tables
-    from esci.folds import attach_folds, make_folds
+    from esci.config import load_config
     from esci.metrics import ndcg
-    examples, products = load_esci(sample_dir)
-    t2, _ = task_tables(examples, products, 2)
-    t2 = attach_folds(t2, make_folds(t2, 3, 0))
+    from esci.prepare import load_examples, prepare, task_rows, with_text
+    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}", f"data_dir={sample_dir}"])
+    prepare(cfg)
+    examples = load_examples(cfg)
+    t2 = with_text(cfg, task_rows(examples, 2)[0])
     assert baselines.tfidf_lr(2, t2) > baselines.majority(2, t2) + 0.02
-    t1, _ = task_tables(examples, products, 1)
+    t1 = with_text(cfg, task_rows(examples, 1)[0])
     assert baselines.tfidf_cosine(t1) > ndcg(t1.assign(score=0.0)) + 0.05
     assert 0 < baselines.biencoder(t1.head(200), model_dir="tiny") <= 1

@@ -3,7 +3,7 @@ import re
 import pandas as pd
 import pytest
 
-from esci.data import EXAMPLES, PRODUCTS, DataError, clean_text, load_esci, task_tables
+from esci.data import EXAMPLES, PRODUCTS, DataError, clean_text, load_esci
 
 
 def write(tmp_path, ex, pr):
@@ -35,29 +35,49 @@ def test_loaded_sample_has_clean_text(esci):
     assert products.product_description.eq("").any()
 
 
-def test_task_tables_filter_versions_and_merge(esci):
+def test_every_example_joins_its_own_locales_product(esci):
     examples, products = esci
-    t1_train, t1_test = task_tables(examples, products, 1)
-    t2_train, t2_test = task_tables(examples, products, 2)
-    assert len(t1_train) + len(t1_test) == int(examples.small_version.sum())
-    assert len(t2_train) + len(t2_test) == int(examples.large_version.sum())
-    assert "esci_label" not in t2_test.columns and t2_train.esci_label.isin(list("ESCI")).all()
-    assert t2_train.title.ne("").all() and (t2_train.weight == 1.0).all()
-    # text comes from the product of the row's own locale
-    row = t2_train.iloc[0]
-    p = products[(products.product_id == row.product_id) & (products.product_locale == row.product_locale)]
-    assert p.product_title.iat[0] == row.title
+    joined = products.iloc[examples.pidx.to_numpy()]
+    assert (joined.product_id.to_numpy() == examples.product_id.to_numpy()).all()
+    assert (joined.product_locale.to_numpy() == examples.product_locale.to_numpy()).all()
 
 
-def test_add_task1_rows_weights_extra_rows(esci):
-    examples, products = esci
-    ex = examples.copy()
-    drop = ex.split.eq("train") & ex.small_version.eq(1)
-    ex.loc[drop[drop].index[:10], "large_version"] = 0
-    base, _ = task_tables(ex, products, 2)
-    aug, _ = task_tables(ex, products, 2, add_task1_rows=True, aug_weight=0.3)
-    assert len(aug) == len(base) + 10
-    assert (aug.weight == 0.3).sum() == 10
+def test_prepared_task_rows_share_one_fold_per_query(tmp_path, sample_dir):
+    from esci.config import load_config
+    from esci.prepare import experiment_rows, load_examples, prepare, task_rows
+    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}", f"data_dir={sample_dir}"])
+    prepare(cfg)
+    ex = load_examples(cfg)
+    assert ex.fold.eq(-1).eq(ex.split.eq("test")).all() and ex.esci_label.isna().eq(ex.split.eq("test")).all()
+    t1, t1_test = task_rows(ex, 1)
+    t2, t2_test = task_rows(ex, 2)
+    assert len(t1) + len(t1_test) == int(ex.small_version.sum()) and "esci_label" not in t2_test
+    assert len(t2) + len(t2_test) == int(ex.large_version.sum())
+    folds = pd.concat([t1, t2]).groupby("query_id").fold.nunique()
+    assert folds.max() == 1 and t1.query_id.isin(t2.query_id).all()
+    # task 1 trained on the large version: rows outside the small version carry aug_weight
+    fit, _ = experiment_rows(cfg.replace(task=1, rows="large", aug_weight=0.5), ex)
+    assert len(fit) == len(t2) and set(fit.weight) == {0.5, 1.0}
+    assert (fit.weight.eq(1.0) == fit.small_version.eq(1)).all()
+    # the test labels are kept apart
+    labels = pd.read_parquet(cfg.data_root / "test_labels.parquet")
+    assert sorted(labels.example_id) == sorted(ex.example_id[ex.split.eq("test")])
+
+
+@pytest.mark.parametrize("change,words", [("text", "two texts"), ("locale", "two locales"),
+                                          ("split", "both splits")])
+def test_query_id_with_two_texts_locales_or_splits(tmp_path, raw, change, words):
+    ex, pr = raw
+    q = ex.query_id.iat[0]
+    rows = ex.index[ex.query_id.eq(q)]
+    if change == "text":
+        ex.loc[rows[-1], "query"] = "another text"
+    elif change == "locale":
+        other = pr[pr.product_locale.ne(ex.product_locale.iat[0])].iloc[0]
+        ex.loc[rows[-1], ["product_locale", "product_id"]] = [other.product_locale, other.product_id]
+    else:
+        ex.loc[rows[-1], "split"] = "test" if ex.split.iat[0] == "train" else "train"
+    expect_error(tmp_path, ex, pr, f"query_id {q}", words)
 
 
 def test_missing_file(tmp_path):
@@ -122,7 +142,6 @@ def test_same_asin_in_two_locales_joins_by_locale(esci):
     examples, products = esci
     shared = products[products.product_id.duplicated(keep=False)]
     assert len(shared), "the sample reuses ASINs across locales"
-    train, test = task_tables(examples, products, 2)
-    both = pd.concat([train, test])
-    merged = both.merge(products, on=["product_locale", "product_id"])
-    assert (merged.title == merged.product_title).all()
+    reused = examples[examples.product_id.isin(shared.product_id)]
+    assert len(reused) and (products.product_locale.iloc[reused.pidx.to_numpy()].to_numpy()
+                            == reused.product_locale.to_numpy()).all()

@@ -27,9 +27,8 @@ def test_two_processes_one_oof(tmp_path):
     metrics = json.loads((fold / "metrics.json").read_text())
     assert metrics["steps"] == math.ceil(metrics["train_rows"] / 16) // 2
     oof = pd.read_parquet(fold / "oof.parquet")
-    train = pd.read_parquet(tmp_path / "sample/data/task2/train.parquet")
-    folds = pd.read_parquet(tmp_path / "sample/data/task2/folds.parquet")
-    val = train.merge(folds, on="query_id").query("fold == 0")
+    examples = pd.read_parquet(tmp_path / "sample/data/examples.parquet")
+    val = examples.query("fold == 0 and large_version == 1")
     assert sorted(oof.example_id) == sorted(val.example_id)
 
 

@@ -1,19 +1,21 @@
 import subprocess
 import sys
-
 from pathlib import Path
 
+from esci.folds import make_folds
 
-from esci.data import EXAMPLES, PRODUCTS, task_tables
-from esci.folds import attach_folds, make_folds
+
+def training_rows(esci):
+    examples, _ = esci
+    return examples[examples.split.eq("train")]
 
 
 def test_folds_group_queries_and_stratify(esci):
-    train, _ = task_tables(*esci, task=2)
+    train = training_rows(esci)
     folds = make_folds(train, n_folds=4, seed=1)
     assert folds.query_id.is_unique and set(folds.fold) == {0, 1, 2, 3}
-    rows = attach_folds(train, folds)
-    assert rows.groupby("query_id").fold.nunique().max() == 1
+    assert sorted(folds.query_id) == sorted(train.query_id.unique())
+    rows = train.merge(folds, on="query_id")
     per_fold = rows.drop_duplicates("query_id").groupby("fold").product_locale.value_counts(normalize=True)
     for loc in ("us", "es", "jp"):
         share = per_fold.xs(loc, level=1)
@@ -25,10 +27,10 @@ def test_folds_group_queries_and_stratify(esci):
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 FOLD_SCRIPT = """
 import sys
-from esci.data import load_esci, task_tables
+from esci.data import load_esci
 from esci.folds import make_folds
-train, _ = task_tables(*load_esci(sys.argv[1]), task=2)
-print(make_folds(train, 5, 42).to_csv(index=False))
+examples, _ = load_esci(sys.argv[1])
+print(make_folds(examples[examples.split.eq("train")], 5, 42).to_csv(index=False))
 """
 
 
@@ -40,34 +42,33 @@ def test_folds_identical_across_processes(sample_dir):
 
 
 def test_folds_change_with_seed(esci):
-    train, _ = task_tables(*esci, task=2)
+    train = training_rows(esci)
     assert not make_folds(train, 5, 1).equals(make_folds(train, 5, 2))
 
 
-def test_large_rows_train_task1_but_never_the_fold_that_validates_their_query(tmp_path, raw):
-    from esci.config import Config, load_config
-    from esci.prepare import fit_rows, load_prepared, prepare
+def test_a_query_split_across_versions_never_trains_the_fold_that_validates_it(tmp_path, raw):
+    """One fold assignment for every task: a task-1 experiment trained on the large version keeps every row of a
+    query out of the fold that validates that query, also the rows outside the small version."""
+    from esci.config import load_config
+    from esci.data import EXAMPLES, PRODUCTS
+    from esci.prepare import experiment_rows, load_examples, prepare, task_rows
     ex, pr = raw
-    # one task-1 training query loses half its rows from the small version: those rows become extra rows
     q = ex[ex.small_version.eq(1) & ex.split.eq("train")].query_id.iat[0]
-    part = ex.index[ex.query_id.eq(q)][::2]
-    ex.loc[part, "small_version"] = 0
+    ex.loc[ex.index[ex.query_id.eq(q)][::2], "small_version"] = 0
     data = tmp_path / "data"
     data.mkdir()
     ex.to_parquet(data / EXAMPLES, index=False)
     pr.to_parquet(data / PRODUCTS, index=False)
     cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}", f"data_dir={data}", "task=1",
-                                                      "add_large_rows=True", "aug_weight=0.5"])
+                                                      "rows=large"])
     prepare(cfg)
-    train, _ = load_prepared(cfg)
-    large = ex[ex.large_version.eq(1) & ex.split.eq("train")]
+    examples = load_examples(cfg)
+    train, _ = experiment_rows(cfg, examples)
+    t1, _ = task_rows(examples, 1)
     q_fold = int(train.fold[train.query_id.eq(q)].iat[0])
+    assert train.fold[train.query_id.eq(q)].eq(q_fold).all() and t1.fold[t1.query_id.eq(q)].eq(q_fold).all()
     for fold in range(cfg.n_folds):
-        fit = fit_rows(cfg, train, fold)
-        assert fit.example_id.is_unique and not fit.query_id.isin(train.query_id[train.fold == fold]).any()
-        extra = fit[~fit.example_id.isin(train.example_id)]
-        assert (extra.weight == 0.5).all() and extra.example_id.isin(large.example_id).all()
-        assert extra.query_id.eq(q).any() == (fold != q_fold)
-    full = fit_rows(cfg, train, -1)
-    assert sorted(full.example_id) == sorted(large.example_id)
-    assert len(fit_rows(Config({**cfg, "add_large_rows": False}), train, -1)) == len(train)
+        fit = train[train.fold != fold]
+        assert not fit.query_id.isin(t1.query_id[t1.fold == fold]).any()
+        assert fit.query_id.eq(q).any() == (fold != q_fold)
+    assert sorted(train.example_id) == sorted(ex.example_id[ex.split.eq("train")])

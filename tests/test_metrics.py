@@ -7,7 +7,7 @@ import pytrec_eval
 from sklearn.metrics import ndcg_score
 
 from esci import GAINS
-from esci.metrics import micro_f1, ndcg, ndcg_per_query, ndcg_report, query_ndcg
+from esci.metrics import micro_f1, ndcg, ndcg_per_query, ndcg_report
 
 
 def frame(labels, scores, qid=0):
@@ -88,7 +88,22 @@ def test_micro_f1():
     assert micro_f1(list("ESCI"), list("ESII")) == 0.75
     with pytest.raises(ValueError):
         micro_f1([], [])
-    assert query_ndcg(np.array([0.0]), np.array([1.0])) == 0.0
+    assert ndcg(frame("I", [1.0])) == 0.0
+
+
+def test_release_sized_query_table_in_one_pass():
+    """The vectorized nDCG agrees with a per-query computation on many small queries with ties."""
+    rng = np.random.default_rng(3)
+    n = 20000
+    df = pd.DataFrame({"query_id": rng.integers(0, 3000, n), "esci_label": rng.choice(list("ESCI"), n),
+                       "score": rng.integers(0, 5, n).astype(float)})
+    per_q = ndcg_per_query(df)
+    for q in rng.choice(per_q.index, 50, replace=False):
+        one = df[df.query_id == q]
+        assert per_q.loc[q] == pytest.approx(ndcg_per_query(one.assign(query_id=0)).iloc[0], abs=1e-12)
+        want = ndcg_score([one.esci_label.map(GAINS)], [one.score]) if len(one) > 1 else None
+        if want is not None and one.esci_label.map(GAINS).sum() > 0:
+            assert per_q.loc[q] == pytest.approx(want, abs=1e-9)
 
 
 def test_reliability_bins_and_ece():

@@ -118,17 +118,19 @@ def test_pretrain_lowers_mlm_loss_resumes_and_seeds_fine_tuning(tmp_path):
     # fine-tuning starts from it by name: the encoder weights and the brand/color rows come from the run
     from safetensors.torch import load_file
 
+    from esci.features import unit_store
     from esci.prepare import prepare
     from esci.train import _setup
     cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}/a", f"data_dir={tmp_path}/none",
                                                       "sample_queries=120", "model_dir=tiny", "init_from=pt"])
     prepare(cfg)
-    vocabs, model = _setup(cfg, 0)[4:6]
+    model = _setup(cfg, 0)[4]
+    brands = unit_store(cfg).vocab["brand"]
     enc = load_file(run / "encoder/model.safetensors")
     key = next(k for k in enc if "word_embeddings" in k)
     assert torch.equal(model.encoder.state_dict()[key], enc[key])
     saved = torch.load(run / "id_tables.pt")["brand"]
-    shared = [v for v in saved["vocab"] if v in vocabs.brand]
+    shared = [v for v in saved["vocab"] if v in brands]
     assert shared
     for v in shared:
-        assert torch.equal(model.brand.weight[vocabs.brand[v]].detach(), saved["weight"][saved["vocab"][v]])
+        assert torch.equal(model.brand.weight[brands[v]].detach(), saved["weight"][saved["vocab"][v]])

@@ -1,13 +1,13 @@
 import pandas as pd
 import pytest
 
-from esci.data import task_tables
 from esci.submission import SubmissionError, validate, write_task1, write_task2, write_task3
 
 
 @pytest.fixture
 def test_table(esci):
-    return task_tables(*esci, task=2)[1]
+    examples, _ = esci
+    return examples[examples.large_version.eq(1) & examples.split.eq("test")].reset_index(drop=True)
 
 
 def preds(test):

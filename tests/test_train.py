@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from esci.config import load_config
-from esci.prepare import load_prepared, prepare
+from esci.prepare import experiment_rows, load_examples, prepare
 from esci.loop import EMA
 from esci.train import batch_order, collate, compute_loss, rdrop_term, task_loss
-from esci.text import Features
+from esci.features import Features, TokenStore
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["model_dir=tiny", "max_train_queries=40", "max_test_rows=60", "epochs=2", "batch_size=16",
@@ -48,8 +48,9 @@ def test_heads_and_tricks_train(tmp_path, extra):
     m = train_fold(cfg, 0)
     out = cfg.run_dir / "fold0"
     oof, test = pd.read_parquet(out / "oof.parquet"), pd.read_parquet(out / "test.parquet")
-    train, _ = load_prepared(cfg)
-    val = train[train.query_id.isin(np.sort(train.query_id.unique())[:40]) & (train.fold == 0)]
+    train, _ = experiment_rows(cfg, load_examples(cfg))
+    val = train[train.fold == 0]
+    assert train.query_id.nunique() == 40
     assert sorted(oof.example_id) == sorted(val.example_id) and len(test) == 60
     assert np.isfinite(oof.score).all() and not (out / "state.pt").exists()
     n_micro = math.ceil(m["train_rows"] / 16)
@@ -93,11 +94,14 @@ def test_batches_cover_rows_once_and_bucket_lengths():
 
 
 def test_collate_pads_to_multiple():
-    feats = Features(np.arange(2), [np.array([1, 2, 3], np.int32), np.array([4], np.int32)], None,
-                     [[np.array([1, 2]), np.array([], np.int64)]] * 3, np.zeros((2, 3), np.int64), np.array([3, 1]))
-    b = collate(feats, np.array([0, 1]), pad_id=0, pad_multiple=8)
-    assert b["input_ids"].shape == (2, 8) and b["attention_mask"].sum().item() == 4
-    assert b["bag0_offsets"].tolist() == [0, 2] and b["bag0"].tolist() == [1, 2]
+    tok = TokenStore(None, np.array([7, 8, 9], np.int32), np.array([0, 2, 3]), np.array([4, 5, 6], np.int32),
+                     np.array([0, 1, 3]), np.array([1, -1, 2, -2, 2]), np.array([0, 0, 0, 1, 1]), True, 0, 64)
+    cfg = load_config(overrides=["use_units=False", "use_ids=False"])
+    feats = Features(tok, None, np.array([0, 1]), np.array([1, 0]), cfg)
+    b = collate(feats, np.array([0, 1]), pad_multiple=8, y=np.array([1, 2]), w=np.ones(2, np.float32))
+    assert b["input_ids"].tolist() == [[1, 7, 8, 2, 5, 6, 2, 0], [1, 9, 2, 4, 2, 0, 0, 0]]
+    assert b["token_type_ids"].tolist()[0] == [0, 0, 0, 0, 1, 1, 1, 0] and b["attention_mask"].sum().item() == 12
+    assert b["y"].tolist() == [1, 2] and "bag0" not in b
 
 
 def test_losses():

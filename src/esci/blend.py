@@ -1,16 +1,20 @@
 """Ensemble blending tuned on OOF predictions, never on a leaderboard.
 
-In: the task's prepared tables and several experiments' (oof, test) frames, joined by example_id.
+In: the task's rows (prepared tables) and several experiments' (oof, test) frames, joined by example_id. A member
+may come from another task's experiments when its head serves this task and its rows cover this task's rows (a
+4-class model trained on the large version serves all three tasks).
 Out: output/<profile>/<blend name>/ with oof.parquet and test.parquet (blended, keyed by example_id), cv.csv
 (each member's CV and the blend's, with weights) and blend.json (weights, threshold, metric).
-Weights are searched on a simplex grid in steps of 1/blend_steps; ties keep the first (most even) in grid order.
   task 1  score = sum_m w_m * score_m (classifiers' expected gain, regressors' predicted gain), by nDCG
   task 2  p = sum_m w_m * p_m, argmax, by micro-F1
   task 3  p_sub = sum_m w_m * p_sub_m (p_S for 4-class members) and a threshold, by micro-F1
+Weights are multiples of 1/blend_steps, found by greedy ensemble selection with replacement (Caruana et al. 2004):
+start from the best member, then blend_steps - 1 times add one share to the member that helps most, and keep the
+best blend seen. That is members x blend_steps evaluations, not a grid that grows exponentially with the members;
+every evaluation is vectorized over all rows.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 
 import numpy as np
@@ -18,7 +22,8 @@ import pandas as pd
 
 from .io import write_csv, write_json, write_parquet
 from .members import load_member
-from .tasks import METRIC_NAME, PROB_COLUMNS, sub_prob, task_metric
+from .metrics import ndcg
+from .tasks import HEADS, METRIC_NAME, PROB_COLUMNS, TASKS, sub_prob, truth_labels
 
 log = logging.getLogger("esci")
 THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
@@ -26,72 +31,88 @@ THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
 
 def blend_columns(task: int, frame: pd.DataFrame) -> pd.DataFrame:
     """The columns a member contributes to the blend of its task."""
-    if task == 1:
+    read = TASKS[task].blend_read
+    if read == "score":
         return frame[["score"]]
-    if task == 2:
+    if read == "probs":
         return frame[PROB_COLUMNS["cls4"]]
     return sub_prob(frame).rename("p_sub").to_frame()
 
 
-def simplex(n: int, steps: int):
-    for combo in itertools.product(range(steps + 1), repeat=n - 1):
-        if sum(combo) <= steps:
-            yield np.array((steps - sum(combo),) + combo) / steps
+def best_threshold(truth_s: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """The threshold on p (from THRESHOLDS; ties keep the lowest) that maximizes accuracy of 'S iff p > t'."""
+    pos, neg = np.sort(p[truth_s]), np.sort(p[~truth_s])
+    right = (len(pos) - np.searchsorted(pos, THRESHOLDS, side="right")) + np.searchsorted(neg, THRESHOLDS, "right")
+    i = int(np.argmax(right))
+    return float(THRESHOLDS[i]), float(right[i] / len(p))
 
 
-def _metric(task, labelled, pred, threshold=0.5):
-    return task_metric(task, labelled.merge(pred, on="example_id", validate="one_to_one"), threshold)
+class Scorer:
+    """The task metric of a blended OOF array, vectorized; task 3 also returns its best threshold."""
+
+    def __init__(self, task: int, labelled: pd.DataFrame):
+        self.task, self.labelled = task, labelled
+        self.truth = truth_labels(task, labelled).to_numpy()
+
+    def __call__(self, values: np.ndarray) -> tuple[float, float]:
+        if self.task == 1:
+            return ndcg(self.labelled.assign(score=values[:, 0])), 0.5
+        if self.task == 2:
+            return float((np.array(PROB_COLUMNS["cls4"])[values.argmax(1)] == "p_" + self.truth).mean()), 0.5
+        t, m = best_threshold(self.truth == "S", values[:, 0])
+        return m, t
 
 
-def mix(parts: list[pd.DataFrame], weights) -> pd.DataFrame:
-    out = sum(w * p.to_numpy() for w, p in zip(weights, parts))
-    return pd.DataFrame(out, columns=parts[0].columns)
-
-
-def best_threshold(labelled, pred) -> tuple[float, float]:
-    df = labelled.merge(pred, on="example_id", validate="one_to_one")
-    truth, p = df.esci_label.eq("S").to_numpy(), df.p_sub.to_numpy()
-    scores = [((p > t) == truth).mean() for t in THRESHOLDS]
-    i = int(np.argmax(scores))
-    return float(THRESHOLDS[i]), float(scores[i])
+def select_weights(parts: list[np.ndarray], score: Scorer, steps: int) -> tuple[np.ndarray, float, float]:
+    """(weights, metric, threshold) by greedy selection with replacement over `steps` shares."""
+    single = [score(p) for p in parts]
+    counts = np.zeros(len(parts))
+    counts[int(np.argmax([m for m, _ in single]))] = 1
+    total = sum(c * p for c, p in zip(counts, parts))
+    best = (*single[int(np.argmax([m for m, _ in single]))], counts.copy())
+    for _ in range(steps - 1):
+        n = counts.sum() + 1
+        trials = [score((total + p) / n) for p in parts]
+        j = int(np.argmax([m for m, _ in trials]))
+        counts[j] += 1
+        total = total + parts[j]
+        if trials[j][0] > best[0] + 1e-12:
+            best = (*trials[j], counts.copy())
+    metric, threshold, counts = best
+    return counts / counts.sum(), metric, threshold
 
 
 def run_blend(cfg, train: pd.DataFrame, test: pd.DataFrame, member_cfgs: list) -> dict:
+    """train/test: the task's rows (task_rows); member_cfgs: the members' experiment configs."""
     if not cfg.members:
         raise ValueError(f"{cfg.name}: config lists no members; fix: set members=[...] in the blend config")
-    labelled = train[["example_id", "query_id", "esci_label", "product_locale"]]
+    labelled = train.sort_values("example_id").reset_index(drop=True)
+    ids_test = np.sort(test.example_id.to_numpy())
     oofs, tests = [], []
     for mcfg in member_cfgs:
-        oof, tst = load_member(mcfg.run_dir, train, test, cfg.n_folds)
-        oofs.append(blend_columns(cfg.task, oof).set_axis(oof.example_id))
-        tests.append(blend_columns(cfg.task, tst).set_axis(tst.example_id))
-    ids_oof, ids_test = np.sort(train.example_id.to_numpy()), np.sort(test.example_id.to_numpy())
-    oofs = [o.loc[ids_oof].reset_index(drop=True) for o in oofs]
-    tests = [t.loc[ids_test].reset_index(drop=True) for t in tests]
-
-    def framed(parts, weights, ids):
-        return mix(parts, weights).assign(example_id=ids)
-
-    rows = []
-    for name, o in zip(cfg.members, oofs):
-        rows.append({"member": name, METRIC_NAME[cfg.task]: _metric(cfg.task, labelled, o.assign(example_id=ids_oof))})
-    best = (-np.inf, None, 0.5)
-    for w in simplex(len(oofs), cfg.blend_steps):
-        pred = framed(oofs, w, ids_oof)
-        if cfg.task == 3:
-            t, m = best_threshold(labelled, pred)
-        else:
-            t, m = 0.5, _metric(cfg.task, labelled, pred)
-        if m > best[0] + 1e-12:
-            best = (m, w, t)
-    metric, weights, threshold = best
+        if cfg.task not in HEADS[mcfg.head].serves:
+            raise ValueError(f"{cfg.name}: member {mcfg.name} has head {mcfg.head}, which cannot serve task "
+                             f"{cfg.task}; fix: use members whose head is one of "
+                             f"{[h for h, head in HEADS.items() if cfg.task in head.serves]}")
+        oof, tst = load_member(mcfg.run_dir, labelled, test, cfg.n_folds)
+        oofs.append(blend_columns(cfg.task, oof))
+        tests.append(blend_columns(cfg.task, tst))
+    columns = oofs[0].columns
+    score = Scorer(cfg.task, labelled)
+    parts = [o.to_numpy(np.float64) for o in oofs]
+    rows = [{"member": name, METRIC_NAME[cfg.task]: score(p)[0]} for name, p in zip(cfg.members, parts)]
+    weights, metric, threshold = select_weights(parts, score, cfg.blend_steps)
     for r, wt in zip(rows, weights):
         r["weight"] = float(wt)
     rows.append({"member": "blend", METRIC_NAME[cfg.task]: metric, "weight": 1.0})
+
+    def mixed(frames, ids):
+        values = sum(w * f.to_numpy(np.float64) for w, f in zip(weights, frames))
+        return pd.DataFrame(values, columns=columns).assign(example_id=ids)
+
     out = cfg.run_dir
-    blend_oof, blend_test = framed(oofs, weights, ids_oof), framed(tests, weights, ids_test)
-    write_parquet(blend_oof, out / "oof.parquet")
-    write_parquet(blend_test, out / "test.parquet")
+    write_parquet(mixed(oofs, labelled.example_id.to_numpy()), out / "oof.parquet")
+    write_parquet(mixed(tests, ids_test), out / "test.parquet")
     cv = pd.DataFrame(rows)
     write_csv(cv, out / "cv.csv")
     summary = {"task": cfg.task, "members": cfg.members, "weights": [float(x) for x in weights],

@@ -50,7 +50,7 @@ def clean(cfg, train: pd.DataFrame, oof: pd.DataFrame) -> dict:
     issues, n_found = label_issues(train, oof, cfg.head, cfg.clean_frac)
     report = {"experiment": cfg.name, "train_rows": len(train), "issues_found": n_found, "removed": len(issues),
               "clean_frac": cfg.clean_frac}
-    noise_path = Path(read_json(cfg.prep_dir / "summary.json")["data_dir"]) / NOISE_FILE
+    noise_path = Path(read_json(cfg.data_root / "summary.json")["data_dir"]) / NOISE_FILE
     if noise_path.exists():
         flipped = set(pd.read_csv(noise_path).example_id) & set(train.example_id)
         hit = len(set(issues.example_id) & flipped)

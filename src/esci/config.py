@@ -33,15 +33,35 @@ class Config(dict):
     def save(self, path) -> None:
         write_json(dict(self), path)
 
+    def replace(self, **changes) -> "Config":
+        """A copy with `changes`, checked like command-line overrides (known keys, base types)."""
+        base = _read_file(CONFIG_DIR / "base.py")
+        out = dict(self)
+        for key, value in changes.items():
+            if key not in base:
+                raise ConfigError(f"replace: unknown config key '{key}'; fix: see configs/base.py for keys")
+            out[key] = _check_type(key, value, base[key], "replace")
+        return Config(out)
+
+    @property
+    def profile_dir(self) -> Path:
+        """output/<profile>: everything made under one profile."""
+        return Path(self.output_dir) / self.profile
+
     @property
     def run_dir(self) -> Path:
         """output/<profile>/<name>: where this experiment's folds, OOF and test tables go."""
-        return Path(self.output_dir) / self.profile / self.name
+        return self.profile_dir / self.name
 
     @property
-    def prep_dir(self) -> Path:
-        """output/<profile>/data/task<k>: the prepared task tables and folds, made once per profile and task."""
-        return Path(self.output_dir) / self.profile / "data" / f"task{self.task}"
+    def data_root(self) -> Path:
+        """output/<profile>/data: the prepared examples, products and folds, made once per data set."""
+        return self.profile_dir / "data"
+
+    @property
+    def features_root(self) -> Path:
+        """output/<profile>/features: token and unit stores, each under a key of what made it."""
+        return self.profile_dir / "features"
 
 
 def _read_file(path: Path) -> dict:

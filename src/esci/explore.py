@@ -15,9 +15,8 @@ import pandas as pd
 
 from . import LABELS
 from .config import ROOT
-from .folds import attach_folds
 from .io import read_json
-from .tasks import METRIC_NAME, PROB_COLUMNS, predicted_labels, sub_prob, task_metric, truth_labels
+from .tasks import METRIC_NAME, PROB_COLUMNS, TASKS, predicted_labels, sub_prob, task_metric, truth_labels
 
 TEXT = ["query", "title", "brand", "color"]
 
@@ -31,9 +30,11 @@ def profile_dir(profile: str = "sample", output_dir: str | None = None) -> Path:
 
 
 def labelled(root: Path, task: int) -> pd.DataFrame:
-    """The task's training rows with their labels, text and fold."""
-    d = root / "data" / f"task{task}"
-    train = attach_folds(pd.read_parquet(d / "train.parquet"), pd.read_parquet(d / "folds.parquet"))
+    """The task's training rows with their labels, fold and text."""
+    ex = pd.read_parquet(root / "data" / "examples.parquet")
+    train = ex[ex[TASKS[task].version].eq(1) & ex.split.eq("train")].reset_index(drop=True)
+    text = pd.read_parquet(root / "data" / "products.parquet", columns=TEXT[1:]).iloc[train.pidx.to_numpy()]
+    train = pd.concat([train, text.reset_index(drop=True)], axis=1)
     return train[["example_id", "query_id", "product_id", "product_locale", "esci_label", "fold", *TEXT]]
 
 

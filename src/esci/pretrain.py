@@ -1,6 +1,6 @@
 """Multi-task pre-training of the encoder on the product catalog (paper Figure 1, Algorithm 1).
 
-In: a config (the pt_* keys of configs/base.py) and the ESCI products file (or the embedded sample).
+In: a config (the pt_* keys of configs/base.py) and the prepared catalog (output/<profile>/data/products.parquet).
 Corpora, per locale, from the catalog's products (a `pt_holdout` share of products is held out for evaluation):
   mlm     product text `locale | title | brand | color | bullets | description`, tokenized once, cut into blocks
           of max_len; 15% of tokens masked (80% [MASK], 10% random, 10% kept)
@@ -32,12 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import get_cosine_schedule_with_warmup
 
-from .data import TEXT_FIELDS, load_esci
+from .features import norm_value, product_text, value_ids
 from .io import atomic_path, disk_cached, read_json, write_json
 from .loop import EMA, Loop, adamw, batch_order, make_accelerator, pad_tokens, seed_all, shard
 from .model import load_encoder, load_tokenizer
-from .prepare import resolve_data_dir
-from .text import build_vocab, norm_value, product_text
+from .prepare import load_products, prepare
 
 log = logging.getLogger("esci")
 
@@ -52,7 +51,7 @@ def pretrained_dir(cfg) -> Path | None:
     """The completed pre-training run a fine-tuning config starts from, or None."""
     if not cfg.init_from:
         return None
-    run = Path(cfg.output_dir) / cfg.profile / cfg.init_from
+    run = cfg.profile_dir / cfg.init_from
     if not (run / "metrics.json").exists():
         raise FileNotFoundError(f"{run}/metrics.json: pre-training run '{cfg.init_from}' is not complete; fix: run "
                                 f"src/02_pretrain.py with name={cfg.init_from} first, or set init_from=\"\"")
@@ -63,8 +62,8 @@ def pretrained_dir(cfg) -> Path | None:
 
 def load_catalog(cfg) -> pd.DataFrame:
     """Products with locale/title/brand/color/bullets/description columns and a seeded `holdout` flag."""
-    _, products = load_esci(resolve_data_dir(cfg))
-    df = products.rename(columns={v: k for k, v in TEXT_FIELDS.items()} | {"product_locale": "locale"})
+    prepare(cfg)
+    df = load_products(cfg).rename(columns={"product_locale": "locale"})
     df = df.sort_values(["locale", "product_id"], kind="stable").reset_index(drop=True)
     if cfg.pt_max_products and len(df) > cfg.pt_max_products:
         keep = np.random.default_rng(cfg.seed).choice(len(df), cfg.pt_max_products, replace=False)
@@ -114,7 +113,7 @@ def p2q_pairs(df: pd.DataFrame, span_means: dict, rng: np.random.Generator) -> p
 
 def attr_vocab(values: pd.Series, min_count: int = 2) -> dict[str, int]:
     """Normalized values seen at least min_count times -> class 0..n-1, by (count desc, value)."""
-    return {v: i - 1 for v, i in build_vocab(norm_value(values), min_count).items()}
+    return {v: i - 1 for v, i in value_ids(values, np.arange(len(values)), min_count)[1].items()}
 
 
 def attr_labels(values: pd.Series, vocab: dict) -> np.ndarray:
@@ -270,20 +269,20 @@ class PretrainModel(nn.Module):
         raise ValueError(f"unknown pre-training task {task!r}")
 
 
-def seed_id_tables(model: nn.Module, vocabs, path: Path) -> None:
-    """Copy pre-trained brand/color rows into the fine-tuning model's ID embeddings, matched by normalized value."""
+def seed_id_tables(model: nn.Module, vocabs: dict, path: Path) -> None:
+    """Copy pre-trained brand/color rows into the fine-tuning model's ID embeddings, matched by normalized value
+    (vocabs: brand / color -> {value: id}, the unit store's)."""
     tables = torch.load(path, weights_only=True, map_location="cpu")
     for name in ("brand", "color"):
         emb, t = getattr(model, name), tables[name]
         if t["weight"].shape[1] != emb.embedding_dim:
             raise ValueError(f"{path}: {name} table has dim {t['weight'].shape[1]}, the fine-tuning config has "
                              f"id_dim={emb.embedding_dim}; fix: use the id_dim of the pre-training run")
-        pairs = [(i, t["vocab"][v]) for v, i in getattr(vocabs, name).items() if v in t["vocab"]]
+        pairs = torch.tensor([(i, t["vocab"][v]) for v, i in vocabs[name].items() if v in t["vocab"]],
+                             dtype=torch.long).reshape(-1, 2)
         with torch.no_grad():
-            for i, j in pairs:
-                emb.weight[i] = t["weight"][j]
-        log.info("%s ID embeddings: %d of %d values seeded from %s", name, len(pairs), len(getattr(vocabs, name)),
-                 path)
+            emb.weight[pairs[:, 0]] = t["weight"][pairs[:, 1]]
+        log.info("%s ID embeddings: %d of %d values seeded from %s", name, len(pairs), len(vocabs[name]), path)
 
 
 # ---------------------------------------------------------------- training
@@ -343,7 +342,7 @@ def pretrain(cfg) -> dict:
     fit_products = catalog[~catalog.holdout]
     vocabs = {"brand": attr_vocab(fit_products.brand), "color": attr_vocab(fit_products.color)}
     tokenizer = load_tokenizer(cfg.model_dir)
-    fit, held = _corpora(cfg, tokenizer, catalog, vocabs, Path(cfg.output_dir) / cfg.profile / "cache")
+    fit, held = _corpora(cfg, tokenizer, catalog, vocabs, cfg.profile_dir / "cache")
     if not fit:
         raise ValueError(f"{cfg.name}: every pre-training task is switched off; fix: enable one of pt_mlm, pt_p2q, "
                          f"pt_brand, pt_color, pt_simcse")

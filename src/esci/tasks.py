@@ -1,11 +1,15 @@
-"""What differs between tasks and heads, in one place: training targets, prediction columns, the task metric.
+"""What differs between tasks and between heads, in one place: two tables and the functions that read them.
 
+TASKS: per task, the version whose rows it scores, its metric, and the columns its blend reads from a member.
+HEADS: per head, its outputs, its training targets, the tasks whose blends can take it, and its prediction columns.
 Prediction tables (oof.parquet, test.parquet) are keyed by example_id and hold, by head:
-  cls4  p_E p_S p_C p_I and score = expected gain 1*p_E + 0.1*p_S + 0.01*p_C
-  cls2  p_sub and score = p_sub
-  reg   score (predicted gain)
+  cls4  p_E p_S p_C p_I and score = expected gain 1*p_E + 0.1*p_S + 0.01*p_C  (serves tasks 1, 2 and 3)
+  cls2  p_sub and score = p_sub                                                 (serves task 3)
+  reg   score (predicted gain)                                                  (serves task 1)
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -14,12 +18,32 @@ import torch
 from . import GAINS, LABELS
 from .metrics import micro_f1, ndcg
 
-PROB_COLUMNS = {"cls4": [f"p_{l}" for l in LABELS], "cls2": ["p_sub"], "reg": []}
+
+@dataclass(frozen=True)
+class Task:
+    version: str      # examples column whose rows the task scores
+    metric: str       # name of its metric in metrics.json, cv.csv and results
+    blend_read: str   # what a blend takes from a member: score (task 1), probs (task 2), sub (task 3)
+
+
+@dataclass(frozen=True)
+class Head:
+    n_out: int
+    columns: tuple    # probability columns of its prediction tables (besides `score`)
+    serves: tuple     # tasks whose blends can take its predictions
+
+
+TASKS = {1: Task("small_version", "ndcg", "score"), 2: Task("large_version", "micro_f1", "probs"),
+         3: Task("large_version", "micro_f1", "sub")}
+HEADS = {"cls4": Head(4, tuple(f"p_{label}" for label in LABELS), (1, 2, 3)), "cls2": Head(2, ("p_sub",), (3,)),
+         "reg": Head(1, (), (1,))}
+METRIC_NAME = {t: task.metric for t, task in TASKS.items()}
+PROB_COLUMNS = {h: list(head.columns) for h, head in HEADS.items()}
 
 
 def targets(df: pd.DataFrame, head: str) -> np.ndarray:
     if head == "cls4":
-        return df.esci_label.map({l: i for i, l in enumerate(LABELS)}).to_numpy(np.int64)
+        return df.esci_label.map({label: i for i, label in enumerate(LABELS)}).to_numpy(np.int64)
     if head == "cls2":
         return df.esci_label.eq("S").to_numpy(np.int64)
     return df.esci_label.map(GAINS).to_numpy(np.float32)
@@ -30,14 +54,19 @@ def outputs_frame(head: str, example_id: np.ndarray, out: torch.Tensor) -> pd.Da
     df = pd.DataFrame({"example_id": example_id})
     if head == "cls4":
         p = out.softmax(-1).numpy()
-        for i, c in enumerate(PROB_COLUMNS["cls4"]):
+        for i, c in enumerate(HEADS["cls4"].columns):
             df[c] = p[:, i]
-        df["score"] = p @ np.array([GAINS[l] for l in LABELS])
+        df["score"] = p @ np.array([GAINS[label] for label in LABELS])
     elif head == "cls2":
         df["p_sub"] = df["score"] = out.softmax(-1)[:, 1].numpy()
     else:
         df["score"] = out[:, 0].numpy()
     return df
+
+
+def head_of(pred: pd.DataFrame) -> str:
+    """The head that wrote a prediction table, from its columns."""
+    return next((h for h, head in HEADS.items() if head.columns and set(head.columns) <= set(pred)), "reg")
 
 
 def truth_labels(task: int, df: pd.DataFrame) -> pd.Series:
@@ -63,6 +92,3 @@ def task_metric(task: int, df: pd.DataFrame, threshold: float = 0.5) -> float:
     if task == 1:
         return ndcg(df, "score")
     return micro_f1(truth_labels(task, df), predicted_labels(task, df, threshold))
-
-
-METRIC_NAME = {1: "ndcg", 2: "micro_f1", 3: "micro_f1"}

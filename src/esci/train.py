@@ -2,10 +2,13 @@
 bucketed batches, mixed precision and Accelerate for several processes, on the shared loop of esci.loop
 (gradient accumulation, clipping, EMA updates, evaluation, resume).
 
-In: a config and a fold (-1 = full fit on all training rows), the prepared tables of the task.
-Out: output/<profile>/<name>/fold<k>/ with config.json, vocabs.json, best.pt (weights used for prediction; EMA
-weights when EMA is on), oof.parquet (the fold's rows), test.parquet, metrics.json (written last: marks the fold
-complete). state.pt holds model, optimizer, scheduler, EMA, progress and RNG state for resuming; it is removed
+In: a config and a fold (-1 = full fit on all training rows), the prepared tables and the feature stores
+(esci.features, built on first use). The experiment's rows are its `rows` version (large by default, so one
+4-class model covers every task's rows); the best checkpoint is chosen by its `task`'s metric on the validation
+rows of that task.
+Out: output/<profile>/<name>/fold<k>/ with config.json, best.pt (weights used for prediction; EMA weights when
+EMA is on), oof.parquet (every validation row of the experiment), test.parquet, metrics.json (written last: marks
+the fold complete; holds the fold's metric for every task the head serves, and the feature stores used). state.pt holds model, optimizer, scheduler, EMA, progress and RNG state for resuming; it is removed
 once the fold is complete.
 """
 from __future__ import annotations
@@ -22,13 +25,13 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from .features import Features, features_for, token_store, unit_store
 from .io import atomic_path, read_json, write_json, write_parquet
-from .loop import EMA, Loop, adamw, batch_order, make_accelerator, pad_tokens, seed_all, shard
+from .loop import EMA, Loop, adamw, batch_order, make_accelerator, seed_all, shard
 from .model import CrossEncoder, load_encoder, load_tokenizer
 from .pretrain import pretrained_dir, seed_id_tables
-from .prepare import fit_rows, load_prepared
-from .tasks import METRIC_NAME, outputs_frame, targets, task_metric
-from .text import Features, Vocabs, featurize
+from .prepare import experiment_rows, load_examples
+from .tasks import HEADS, METRIC_NAME, TASKS, outputs_frame, targets, task_metric
 
 log = logging.getLogger("esci")
 
@@ -41,16 +44,22 @@ def is_complete(cfg, fold: int) -> bool:
     return (fold_dir(cfg, fold) / "metrics.json").exists()
 
 
-def collate(feats: Features, rows: np.ndarray, pad_id: int, pad_multiple: int, y=None, w=None) -> dict:
-    batch = pad_tokens(feats.input_ids, feats.token_type_ids, rows, pad_id, pad_multiple)
-    batch["ids"] = torch.from_numpy(feats.ids[rows])
-    for i, bag in enumerate(feats.bags):
-        parts = [bag[r] for r in rows]
-        batch[f"bag{i}"] = torch.from_numpy(np.concatenate(parts) if parts else np.zeros(0, np.int64))
-        batch[f"bag{i}_offsets"] = torch.from_numpy(np.cumsum([0] + [len(p) for p in parts[:-1]]))
+def collate(feats: Features, rows: np.ndarray, pad_multiple: int, y=None, w=None) -> dict:
+    batch = feats.batch(rows, pad_multiple)
     if y is not None:
         batch["y"], batch["w"] = torch.from_numpy(y[rows]), torch.from_numpy(w[rows])
     return batch
+
+
+def fold_metrics(head: str, rows: pd.DataFrame, pred: pd.DataFrame) -> dict:
+    """The metric of every task the head serves, on the rows of that task among `rows` (labelled)."""
+    df = rows.merge(pred, on="example_id", validate="one_to_one")
+    out = {}
+    for t in HEADS[head].serves:
+        part = df[df[TASKS[t].version].eq(1)]
+        if len(part):
+            out[f"task{t}_{TASKS[t].metric}"] = task_metric(t, part)
+    return out
 
 
 def task_loss(cfg, logits, y, w, soft=None):
@@ -91,10 +100,10 @@ def compute_loss(cfg, model, batch):
     if not cfg.rdrop:
         return task_loss(cfg, model(batch, mix=mix), y, w, soft)
     double = {k: torch.cat([v, v]) for k, v in batch.items() if not k.startswith("bag")}
-    for i in range(3):
-        bag, off = batch[f"bag{i}"], batch[f"bag{i}_offsets"]
-        double[f"bag{i}"] = torch.cat([bag, bag])
-        double[f"bag{i}_offsets"] = torch.cat([off, off + len(bag)])
+    for k in [k for k in batch if k.startswith("bag") and not k.endswith("_offsets")]:
+        bag, off = batch[k], batch[f"{k}_offsets"]
+        double[k] = torch.cat([bag, bag])
+        double[f"{k}_offsets"] = torch.cat([off, off + len(bag)])
     if mix is not None:  # the same mixing partners in both halves
         mix = (mix[0], torch.cat([mix[1], mix[1] + len(y)]))
     a, b = model(double, mix=mix).chunk(2)
@@ -102,7 +111,7 @@ def compute_loss(cfg, model, batch):
 
 
 @torch.no_grad()
-def predict(model, feats: Features, cfg, accelerator, pad_id: int, desc: str = "predict") -> torch.Tensor:
+def predict(model, feats: Features, cfg, accelerator, desc: str = "predict") -> torch.Tensor:
     """Outputs in row order; rows go length-sorted, batches are spread over processes and gathered."""
     model.eval()
     order = np.argsort(feats.lengths, kind="stable") if cfg.bucket else np.arange(len(feats))
@@ -111,7 +120,7 @@ def predict(model, feats: Features, cfg, accelerator, pad_id: int, desc: str = "
     results = []
     bar = tqdm(total=len(feats), desc=desc, unit="ex", disable=not accelerator.is_main_process, leave=False)
     for rows in mine:
-        batch = {k: v.to(accelerator.device) for k, v in collate(feats, rows, pad_id, cfg.pad_multiple).items()}
+        batch = {k: v.to(accelerator.device) for k, v in feats.batch(rows, cfg.pad_multiple).items()}
         with accelerator.autocast():
             results.append((rows, model(batch).float().cpu()))
         bar.update(len(rows) * accelerator.num_processes)
@@ -126,12 +135,12 @@ def predict(model, feats: Features, cfg, accelerator, pad_id: int, desc: str = "
 
 
 def _setup(cfg, fold: int):
-    """Fit/val/test tables, their features and the model (started from a pre-training run when init_from is set)."""
-    train, test = load_prepared(cfg)
-    fit = fit_rows(cfg, train, fold)
+    """Fit/val/test rows, their features and the model (started from a pre-training run when init_from is set)."""
+    train, test = experiment_rows(cfg, load_examples(cfg))
+    fit = train[train.fold != fold].reset_index(drop=True)
     val = train[train.fold == fold].reset_index(drop=True)
     if cfg.exclude_from:
-        issues = pd.read_parquet(Path(cfg.output_dir) / cfg.profile / cfg.exclude_from / "label_issues.parquet")
+        issues = pd.read_parquet(cfg.profile_dir / cfg.exclude_from / "label_issues.parquet")
         dropped = fit.example_id.isin(issues.example_id)
         log.info("fold %d: %d training rows dropped as label issues (from %s)", fold, int(dropped.sum()),
                  cfg.exclude_from)
@@ -139,16 +148,18 @@ def _setup(cfg, fold: int):
     tokenizer = load_tokenizer(cfg.model_dir)
     init = pretrained_dir(cfg)
     encoder = load_encoder(str(init / "encoder") if init else cfg.model_dir, len(tokenizer))
-    vocabs = Vocabs.build(fit, cfg)
-    cache = Path(cfg.output_dir) / cfg.profile / "cache"
-    feats = {name: featurize(df, tokenizer, vocabs, cfg, cache) for name, df in
+    tok = token_store(cfg, tokenizer)
+    units = unit_store(cfg) if cfg.use_units or cfg.use_ids else None
+    feats = {name: features_for(cfg, tokenizer, df, tok, units) for name, df in
              (("fit", fit), ("val", val), ("test", test))}
-    model = CrossEncoder(encoder, cfg, len(vocabs.ngrams), len(vocabs.brand), len(vocabs.color))
+    n_brands, n_colors = (len(units.vocab["brand"]), len(units.vocab["color"])) if units else (0, 0)
+    model = CrossEncoder(encoder, cfg, cfg.ngram_buckets, n_brands, n_colors)
     if init is not None and cfg.use_ids:
-        seed_id_tables(model, vocabs, init / "id_tables.pt")
+        seed_id_tables(model, units.vocab, init / "id_tables.pt")
     if cfg.compile:
         model.encoder = torch.compile(model.encoder, dynamic=True)
-    return fit, val, test, feats, vocabs, model, tokenizer.pad_token_id or 0
+    stores = {"tokens": tok.folder.name, "units": units.folder.name if units else None}
+    return fit, val, test, feats, model, stores
 
 
 def train_fold(cfg, fold: int) -> dict:
@@ -158,7 +169,7 @@ def train_fold(cfg, fold: int) -> dict:
         return read_json(out / "metrics.json")
     accelerator = make_accelerator(cfg)
     seed_all(cfg.seed + max(fold, 0) * 1000 + accelerator.process_index)
-    fit, val, test, feats, vocabs, model, pad_id = _setup(cfg, fold)
+    fit, val, test, feats, model, stores = _setup(cfg, fold)
     y, w = targets(fit, cfg.head), fit.weight.to_numpy(np.float32)
 
     steps_per_epoch = math.ceil(len(fit) / cfg.batch_size / accelerator.num_processes / cfg.grad_accum)
@@ -174,15 +185,14 @@ def train_fold(cfg, fold: int) -> dict:
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.json")
-        vocabs.save(out / "vocabs.json")
+    selects = f"task{cfg.task}_{METRIC_NAME[cfg.task]}"
 
     def evaluate():
         if len(val) == 0:
             return float("nan"), {}
-        o = predict(model, feats["val"], cfg, accelerator, pad_id, "validate")
-        metric = task_metric(cfg.task, val.merge(outputs_frame(cfg.head, val.example_id.to_numpy(), o),
-                                                 on="example_id", validate="one_to_one"))
-        return metric, {METRIC_NAME[cfg.task]: metric}
+        o = predict(model, feats["val"], cfg, accelerator, "validate")
+        info = fold_metrics(cfg.head, val, outputs_frame(cfg.head, val.example_id.to_numpy(), o))
+        return info.get(selects, float("nan")), info
 
     def save_best():
         if accelerator.is_main_process:
@@ -196,7 +206,7 @@ def train_fold(cfg, fold: int) -> dict:
 
     def loss_of(rows):
         batch = {k: v.to(accelerator.device) for k, v in
-                 collate(feats["fit"], rows, pad_id, cfg.pad_multiple, y, w).items()}
+                 collate(feats["fit"], rows, cfg.pad_multiple, y, w).items()}
         loss_of.batch = batch  # FGM repeats the forward on the same batch
         return compute_loss(cfg, model, batch)
 
@@ -206,14 +216,17 @@ def train_fold(cfg, fold: int) -> dict:
     # predictions from the best weights, on every process's share, written by the main process
     raw.load_state_dict(torch.load(out / "best.pt", weights_only=True, map_location="cpu"))
     test_out = outputs_frame(cfg.head, test.example_id.to_numpy(),
-                             predict(model, feats["test"], cfg, accelerator, pad_id, "test"))
-    metrics = {"fold": fold, "task": cfg.task, "head": cfg.head, "train_rows": len(fit), "val_rows": len(val),
-               "test_rows": len(test), "steps": progress["step"], "history": progress["history"]}
+                             predict(model, feats["test"], cfg, accelerator, "test"))
+    metrics = {"fold": fold, "task": cfg.task, "head": cfg.head, "rows": cfg.rows, "train_rows": len(fit),
+               "val_rows": len(val), "test_rows": len(test), "steps": progress["step"], "stores": stores,
+               "history": progress["history"]}
     if len(val):
         oof = outputs_frame(cfg.head, val.example_id.to_numpy(),
-                            predict(model, feats["val"], cfg, accelerator, pad_id, "oof"))
+                            predict(model, feats["val"], cfg, accelerator, "oof"))
         oof.insert(1, "fold", fold)
-        metrics[METRIC_NAME[cfg.task]] = task_metric(cfg.task, val.merge(oof, on="example_id", validate="one_to_one"))
+        metrics.update(fold_metrics(cfg.head, val, oof))
+        if selects in metrics:
+            metrics[METRIC_NAME[cfg.task]] = metrics[selects]
     if accelerator.is_main_process:
         if len(val):
             write_parquet(oof, out / "oof.parquet")

@@ -1,0 +1,127 @@
+"""Release scale: the data path timed on a generated data set of the real release's size and text lengths.
+
+Usage: python bench/scale.py --rows N [--out output/scale] [--legacy-rows 20000]
+Generates (or reuses, under --out) an ESCI-shaped set of about N judgements with esci.sample (about 20 per query,
+0.7 products per judgement, real text lengths, HTML, missing fields), then times in this one process:
+  prepare_s   load + validate + clean the files, folds, tables written (src/01_prepare.py's work)
+  features_s  the token store (the packaged MiniLM tokenizer, max_len 256, the paper's fields) and the unit store
+  reuse_s     what a second fold of an experiment spends to get its fit/val/test features (the stores reused)
+  blend6_s    a task-1 blend of 6 members over random outputs (6 x 5 folds read, weight search, tables written)
+  submit_s    the task-1 submission written and validated
+and the first implementation's vocabulary + featurize (bench/legacy_featurize.py) on --legacy-rows training rows,
+scaled to 1M rows beside the new prepare + features per 1M rows: their ratio is the speed-up.
+The last line is:
+  scale: rows=<N> prepare_s=<..> features_s=<..> reuse_s=<..> blend6_s=<..> peak_rss_gib=<..> per_1M_rows_min=<..>
+(per_1M_rows_min: (prepare_s + features_s) / N * 1M / 60; peak_rss_gib: this process's peak resident memory).
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import legacy_featurize
+from esci.blend import run_blend
+from esci.config import load_config
+from esci.data import TEXT_FIELDS, has_esci_files
+from esci.features import features_for, token_store, unit_store
+from esci.io import write_parquet
+from esci.log import setup
+from esci.model import load_tokenizer
+from esci.prepare import experiment_rows, load_examples, prepare, task_rows, with_text
+from esci.sample import write_sample
+from esci.submission import validate, write_task1
+
+ROWS_PER_QUERY = 19.93  # what esci.sample generates at release size
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+
+
+def timed(what: str, fn):
+    t = time.perf_counter()
+    out = fn()
+    s = time.perf_counter() - t
+    print(f"{what}: {s:.1f} s (peak RSS so far {peak_rss_gib():.2f} GiB)", flush=True)
+    return out, s
+
+
+def fake_members(cfg, examples: pd.DataFrame, n: int, seed: int = 0) -> list:
+    """n 4-class experiments with random (Dirichlet) OOF and test predictions over the large version's rows."""
+    rng = np.random.default_rng(seed)
+    train, test = experiment_rows(cfg, examples)
+    members = []
+    for m in range(n):
+        mcfg = cfg.replace(name=f"fake{m}", head="cls4")
+        for k in range(cfg.n_folds):
+            for name, rows in (("oof", train[train.fold == k]), ("test", test)):
+                p = rng.dirichlet([4, 2, 0.3, 1], len(rows))
+                df = pd.DataFrame(p, columns=["p_E", "p_S", "p_C", "p_I"]).assign(example_id=rows.example_id.to_numpy())
+                df["score"] = p @ np.array([1.0, 0.1, 0.01, 0.0])
+                write_parquet(df, mcfg.run_dir / f"fold{k}" / f"{name}.parquet")
+            (mcfg.run_dir / f"fold{k}" / "metrics.json").write_text("{}\n")
+        members.append(mcfg)
+    return members
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", type=int, required=True, help="judgements in the generated set (release: 2,600,000)")
+    ap.add_argument("--out", default="output/scale")
+    ap.add_argument("--legacy-rows", type=int, default=20000)
+    a = ap.parse_args()
+    setup("scale")
+    n_queries = max(int(round(a.rows / ROWS_PER_QUERY)), 50)
+    data = Path(a.out) / f"data_{n_queries}q"
+    if not has_esci_files(data):
+        timed(f"generate {n_queries} queries", lambda: write_sample(data, n_queries, seed=0))
+    run = Path(a.out) / f"run_{n_queries}q"
+    shutil.rmtree(run, ignore_errors=True)
+    cfg = load_config("configs/full.py", "configs/t2_a.py", overrides=[f"data_dir={data}", f"output_dir={run}",
+                                                                      "model_dir=", "init_from="])
+    tokenizer = load_tokenizer(cfg.model_dir)
+    _, prepare_s = timed("prepare", lambda: prepare(cfg))
+    _, features_s = timed("features", lambda: (token_store(cfg, tokenizer), unit_store(cfg)))
+
+    def second_fold():
+        train, test = experiment_rows(cfg, load_examples(cfg))
+        return [features_for(cfg, tokenizer, df) for df in (train[train.fold != 1], train[train.fold == 1], test)]
+    feats, reuse_s = timed("second fold's features", second_fold)
+    examples = load_examples(cfg)
+    rows = len(examples)
+    members, _ = timed("6 fake members written", lambda: fake_members(cfg, examples, 6))
+    t1_train, t1_test = task_rows(examples, 1)
+    blend_cfg = cfg.replace(name="blend6", task=1, members=[m.name for m in members])
+    _, blend_s = timed("blend of 6 (task 1)", lambda: run_blend(blend_cfg, t1_train, t1_test, members))
+
+    def submit():
+        pred = t1_test.merge(pd.read_parquet(blend_cfg.run_dir / "test.parquet"), on="example_id")
+        write_task1(pred, run / "submissions" / "task1.csv")
+        return validate(1, run / "submissions" / "task1.csv", t1_test)
+    timed("task-1 submission written and validated", submit)
+
+    train, _ = task_rows(examples, 2)
+    part = with_text(cfg, train.iloc[np.random.default_rng(0).choice(len(train), min(a.legacy_rows, len(train)),
+                                                                       replace=False)], list(TEXT_FIELDS))
+    vocab, vocab_s = timed(f"legacy 3-gram vocabulary ({len(part)} rows)", lambda: legacy_featurize.vocab(part))
+    _, legacy_s = timed(f"legacy featurize ({len(part)} rows)",
+                        lambda: legacy_featurize.featurize(part, tokenizer, vocab, cfg.fields, cfg.max_len))
+    per_1m = (prepare_s + features_s) / rows * 1e6 / 60
+    legacy_per_1m = (vocab_s + legacy_s) / len(part) * 1e6 / 60
+    print(f"{rows} judgements, {feats[0].tok.q_off.shape[0] - 1} queries, {feats[0].tok.p_off.shape[0] - 1} "
+          f"products; mean pair length {np.mean(feats[0].lengths):.0f} tokens")
+    print(f"per 1M rows: new prepare + features {per_1m:.2f} min; legacy vocabulary + featurize "
+          f"{legacy_per_1m:.2f} min (features only, repeated per fold and experiment); ratio "
+          f"{legacy_per_1m / per_1m:.1f}x")
+    print(f"scale: rows={rows} prepare_s={prepare_s:.1f} features_s={features_s:.1f} reuse_s={reuse_s:.1f} "
+          f"blend6_s={blend_s:.1f} peak_rss_gib={peak_rss_gib():.2f} per_1M_rows_min={per_1m:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,370 @@
+"""Model inputs as data: made once per data set, read memory-mapped by every fold, experiment and task.
+
+In: the prepared tables (output/<profile>/data/), a tokenizer and the config's fields, max_len and max_chars.
+Out, under output/<profile>/features/ (each folder named by a hash of everything it depends on, written whole or
+not at all):
+  tok_<key>/    every query's and every product's token ids without special tokens: flat int32 arrays with int64
+                offsets (.npy). Product text is `title | brand | ...` in the configured order (empty fields skipped),
+                cut to max_chars characters, then tokenized in large batches. Key: the text of every field used,
+                the tokenizer's files, fields, max_len, max_chars, the code version.
+  units_<key>/  lower-cased UTF-8 text of each query, each product's title+brand+color+bullets and description
+                (flat bytes + offsets), the brand/color values with their ids (values seen at least id_min_count
+                times in training judgements, by count then value; 0 = other) and each product's locale, brand
+                and color id. Key: the text, the training judgements, id_min_count, the code version.
+`Features` is a view of rows (their query and product rows in those stores). Its `batch(rows)` assembles each
+(query, product) pair the way the tokenizer's pair template does, with longest-first truncation to max_len (the
+rule of the fast tokenizers), and hashes the char 3-grams of the three semantic units into `ngram_buckets` rows at
+collate time (vectorized over the batch; stable across machines and runs), so no per-row object is ever held.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from tqdm.auto import tqdm
+
+from . import LOCALES
+from .data import TEXT_FIELDS
+from .io import atomic_path, read_json, write_json
+from .model import encoder_dir
+from .prepare import check_prepared, load_products
+
+log = logging.getLogger("esci")
+
+VERSION = 1  # bump when what a store holds changes
+LOCALE_IDS = {loc: i + 1 for i, loc in enumerate(LOCALES)}
+UNITS = ("query", "mid", "desc")  # query / title+brand+color+bullets / description
+CHUNK = 20000  # texts per tokenizer call
+_K = [np.uint64(k) for k in (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xFF51AFD7ED558CCD)]
+
+
+def _key(parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _strings(s) -> pa.Array:
+    arr = pa.array(s, from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return pc.fill_null(arr.cast(pa.large_string()), "")
+
+
+def join_fields(df: pd.DataFrame, fields: list[str], sep: str) -> pa.Array:
+    """Non-empty fields in the given order joined by `sep` (vectorized)."""
+    cols = [_strings(df[f]) for f in fields]
+    cols = [pc.if_else(pc.equal(c, ""), pa.scalar(None, pa.large_string()), c) for c in cols]
+    return pc.fill_null(pc.binary_join_element_wise(*cols, pa.scalar(sep, pa.large_string()), null_handling="skip"), "")
+
+
+def product_text(df: pd.DataFrame, fields: list[str], sep: str) -> list[str]:
+    """Non-empty fields in the configured order, joined by ` sep ` (pre-training's text blocks)."""
+    return join_fields(df, fields, f" {sep} ").to_pylist()
+
+
+def norm_value(s: pd.Series) -> pd.Series:
+    return s.str.lower().str.strip()
+
+
+def _flat(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 bytes, int64 offsets) of a large_string array."""
+    arr = pa.concat_arrays([arr.cast(pa.large_string())])  # offset 0
+    _, offsets, data = arr.buffers()
+    off = np.frombuffer(offsets, np.int64)[:len(arr) + 1].copy()
+    return (np.frombuffer(data, np.uint8)[:off[-1]].copy() if data is not None else np.zeros(0, np.uint8)), off
+
+
+def _save(folder: Path, name: str, arr: np.ndarray) -> None:
+    np.save(folder / f"{name}.npy", arr, allow_pickle=False)
+
+
+def _load(folder: Path, name: str) -> np.ndarray:
+    return np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+
+
+# ---------------------------------------------------------------- token store
+
+def tokenizer_fingerprint(model_dir: str, tokenizer) -> str:
+    """Hash of the tokenizer's files (vocabulary, merges, sentencepiece model, configs) and class."""
+    h = hashlib.sha1(type(tokenizer).__name__.encode())
+    folder = encoder_dir(model_dir)
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and (f.name.startswith(("tokenizer", "vocab", "special_tokens", "merges", "added_tokens",
+                                               "sentencepiece", "spiece")) or f.suffix == ".model"):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def pair_template(tokenizer) -> tuple[list[int], list[int]]:
+    """The tokenizer's pair layout as (ids, token types), query tokens marked -1 and product tokens -2."""
+    for a, b in (("a", "b"), ("x", "y"), ("1", "2"), ("hello", "world")):
+        ta = tokenizer(a, add_special_tokens=False)["input_ids"]
+        tb = tokenizer(b, add_special_tokens=False)["input_ids"]
+        if len(ta) == len(tb) == 1 and ta != tb:
+            break
+    else:
+        raise ValueError(f"{type(tokenizer).__name__}: cannot find single-token probes for the pair template")
+    enc = tokenizer(a, b, return_token_type_ids=True)
+    ids = [-1 if t == ta[0] else -2 if t == tb[0] else t for t in enc["input_ids"]]
+    if ids.count(-1) != 1 or ids.count(-2) != 1:
+        raise ValueError(f"{type(tokenizer).__name__}: unexpected pair template {enc['input_ids']}")
+    return ids, list(enc.get("token_type_ids") or [0] * len(ids))
+
+
+def _tokenize(tokenizer, texts: pa.Array, cap: int, folder: Path, name: str, desc: str) -> int:
+    """Token ids of every text (no special tokens, at most `cap`) as <name>_tokens.npy and <name>_offsets.npy."""
+    lens, raw = [], folder / f"{name}.raw"
+    with open(raw, "wb") as f, tqdm(total=len(texts), desc=desc, unit="rows", mininterval=2) as bar:
+        for start in range(0, len(texts), CHUNK):
+            batch = texts.slice(start, CHUNK).to_pylist()
+            ids = tokenizer(batch, add_special_tokens=False, truncation=True, max_length=cap,
+                            return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+            n = np.fromiter(map(len, ids), np.int64, len(ids))
+            f.write(np.fromiter(itertools.chain.from_iterable(ids), np.int32, int(n.sum())).tobytes())
+            lens.append(n)
+            bar.update(len(batch))
+    offsets = np.concatenate([[0], np.cumsum(np.concatenate(lens))]).astype(np.int64)
+    _save(folder, f"{name}_offsets", offsets)
+    with open(folder / f"{name}_tokens.npy", "wb") as f, open(raw, "rb") as r:  # streamed: never all in memory
+        np.lib.format.write_array_header_1_0(f, {"descr": np.dtype(np.int32).str, "fortran_order": False,
+                                                 "shape": (int(offsets[-1]),)})
+        shutil.copyfileobj(r, f, 1 << 24)
+    raw.unlink()
+    return int(offsets[-1])
+
+
+@dataclass
+class TokenStore:
+    folder: Path
+    q_tokens: np.ndarray
+    q_off: np.ndarray
+    p_tokens: np.ndarray
+    p_off: np.ndarray
+    template: np.ndarray
+    types: np.ndarray
+    use_types: bool
+    pad_id: int
+    max_len: int
+
+    @classmethod
+    def open(cls, folder: Path) -> "TokenStore":
+        meta = read_json(folder / "meta.json")
+        return cls(folder, _load(folder, "query_tokens"), _load(folder, "query_offsets"),
+                   _load(folder, "product_tokens"), _load(folder, "product_offsets"), np.array(meta["template"]),
+                   np.array(meta["types"]), meta["use_types"], meta["pad_id"], meta["max_len"])
+
+
+def token_store(cfg, tokenizer) -> TokenStore:
+    """The token store of this data set, tokenizer, fields and max_len: opened, or built once."""
+    summary = check_prepared(cfg)
+    max_chars = cfg.max_chars or 6 * cfg.max_len
+    template, types = pair_template(tokenizer)
+    key = _key(["tok", VERSION, summary["hashes"]["query"], [summary["hashes"][f] for f in cfg.fields],
+                tokenizer_fingerprint(cfg.model_dir, tokenizer), cfg.fields, cfg.max_len, max_chars])
+    folder = cfg.features_root / f"tok_{key}"
+    if not (folder / "meta.json").exists():
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+        budget = cfg.max_len - (len(template) - 2)  # room left for query + product tokens
+        if budget < 2:
+            raise ValueError(f"max_len={cfg.max_len} leaves no room for a query and a product; fix: raise max_len")
+        products = load_products(cfg, cfg.fields)
+        queries = pd.read_parquet(cfg.data_root / "examples.parquet", columns=["qidx", "query"]) \
+            .drop_duplicates("qidx").sort_values("qidx")
+        text = pc.utf8_slice_codeunits(join_fields(products, cfg.fields, f" {tokenizer.sep_token or '|'} "), 0,
+                                       max_chars)
+        del products
+        with atomic_path(folder, is_dir=True) as tmp:
+            nq = _tokenize(tokenizer, _strings(queries["query"]), budget, tmp, "query", "tokenize queries")
+            n_p = _tokenize(tokenizer, text, budget, tmp, "product", "tokenize products")
+            cut = pc.greater_equal(pc.utf8_length(text), max_chars).to_numpy(zero_copy_only=False)
+            # products whose cut text gave fewer tokens than a pair could hold (a larger max_chars would add some)
+            short = cut & (np.diff(_load(tmp, "product_offsets")) < budget)
+            write_json(dict(key=key, version=VERSION, fields=cfg.fields, max_len=cfg.max_len, max_chars=max_chars,
+                            template=template, types=types, pad_id=tokenizer.pad_token_id or 0,
+                            use_types="token_type_ids" in tokenizer.model_input_names, queries=len(queries),
+                            products=len(text), query_tokens=nq, product_tokens=n_p, products_cut=int(cut.sum()),
+                            products_cut_short=int(short.sum())), tmp / "meta.json")
+        meta = read_json(folder / "meta.json")
+        log.info("token store %s: %d queries, %d products (%d cut at %d characters, %d of them short of max_len)",
+                 folder.name, meta["queries"], meta["products"], meta["products_cut"], max_chars,
+                 meta["products_cut_short"])
+    return TokenStore.open(folder)
+
+
+# ---------------------------------------------------------------- unit store
+
+def value_ids(values: pd.Series, counted_rows: np.ndarray, min_count: int) -> tuple[np.ndarray, dict]:
+    """Per row of `values`: the id of its normalized value (1.. by count in counted_rows desc, then value; 0 = empty
+    or seen fewer than min_count times there), and the {value: id} vocabulary."""
+    codes, uniques = pd.factorize(norm_value(values), use_na_sentinel=True)
+    uniques = np.asarray(uniques, dtype=object)
+    counted = codes[counted_rows]
+    count = np.bincount(counted[counted >= 0], minlength=len(uniques))
+    keep = np.flatnonzero((count >= max(min_count, 1)) & (uniques != ""))
+    order = keep[np.lexsort((uniques[keep].astype(str), -count[keep]))]
+    id_of = np.zeros(len(uniques) + 1, np.int32)  # last slot: missing values (code -1)
+    id_of[order] = np.arange(1, len(order) + 1)
+    return id_of[codes], {str(uniques[c]): i + 1 for i, c in enumerate(order)}
+
+
+@dataclass
+class UnitStore:
+    folder: Path
+    text: dict           # unit -> (bytes, offsets)
+    ids: np.ndarray      # (products, 3) locale, brand, color
+    vocab: dict          # brand / color -> {value: id}
+
+    @classmethod
+    def open(cls, folder: Path) -> "UnitStore":
+        meta = read_json(folder / "meta.json")
+        return cls(folder, {u: (_load(folder, f"{u}_bytes"), _load(folder, f"{u}_offsets")) for u in UNITS},
+                   _load(folder, "product_ids"), meta["vocab"])
+
+
+def unit_store(cfg) -> UnitStore:
+    """The unit store of this data set and id_min_count: opened, or built once."""
+    summary = check_prepared(cfg)
+    key = _key(["units", VERSION, summary["hashes"], cfg.id_min_count])
+    folder = cfg.features_root / f"units_{key}"
+    if not (folder / "meta.json").exists():
+        products = load_products(cfg, ["product_locale", *TEXT_FIELDS])
+        ex = pd.read_parquet(cfg.data_root / "examples.parquet", columns=["qidx", "query", "pidx", "split"])
+        train_pidx = ex.pidx.to_numpy()[ex.split.eq("train").to_numpy()]
+        queries = ex.drop_duplicates("qidx").sort_values("qidx")["query"]
+        del ex
+        with atomic_path(folder, is_dir=True) as tmp:
+            texts = {"query": _strings(queries), "mid": join_fields(products, ["title", "brand", "color", "bullets"], " "),
+                     "desc": _strings(products.description)}
+            for unit, arr in texts.items():
+                data, off = _flat(pc.utf8_lower(arr))
+                _save(tmp, f"{unit}_bytes", data)
+                _save(tmp, f"{unit}_offsets", off)
+            brand, brand_vocab = value_ids(products.brand, train_pidx, cfg.id_min_count)
+            color, color_vocab = value_ids(products.color, train_pidx, cfg.id_min_count)
+            locale = products.product_locale.map(LOCALE_IDS).fillna(0).to_numpy(np.int32)
+            _save(tmp, "product_ids", np.stack([locale, brand, color], axis=1).astype(np.int32))
+            write_json(dict(key=key, version=VERSION, id_min_count=cfg.id_min_count, products=len(products),
+                            queries=len(queries), brands=len(brand_vocab), colors=len(color_vocab),
+                            vocab={"brand": brand_vocab, "color": color_vocab}), tmp / "meta.json")
+        log.info("unit store %s: %d products, %d queries, %d brands, %d colors", folder.name, len(products),
+                 len(queries), len(brand_vocab), len(color_vocab))
+    return UnitStore.open(folder)
+
+
+# ---------------------------------------------------------------- collate
+
+def segments(flat: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """flat[starts[i]:starts[i]+lens[i]] for every i, concatenated."""
+    total = int(lens.sum())
+    out_start = np.cumsum(lens) - lens
+    return flat[np.arange(total) - np.repeat(out_start - starts, lens)]
+
+
+def longest_first(lq: np.ndarray, lp: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """Kept lengths of (query, product) under the fast tokenizers' longest-first rule for a pair."""
+    swap = lq > lp
+    short, long = np.where(swap, lp, lq), np.where(swap, lq, lp)
+    n_short = short.copy()
+    n_long = np.where(short > budget, short, np.maximum(short, budget - short))
+    both = n_short + n_long > budget
+    n_short = np.where(both, budget // 2, n_short)
+    n_long = np.where(both, budget // 2 + budget % 2, n_long)
+    n1, n2 = np.where(swap, n_long, n_short), np.where(swap, n_short, n_long)
+    fits = lq + lp <= budget
+    return np.where(fits, lq, n1), np.where(fits, lp, n2)
+
+
+def char_ngram_ids(data: np.ndarray, off: np.ndarray, rows: np.ndarray, buckets: int,
+                   n: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, offsets) for an EmbeddingBag: the hashed char n-grams of each row's text (every n-gram, the last
+    included; a shorter non-empty text is one gram; ids 1..buckets, 0 is padding)."""
+    start, lens = off[rows], off[rows + 1] - off[rows]
+    buf = segments(data, start, lens)
+    cp = np.frombuffer(buf.tobytes().decode("utf-8").encode("utf-32-le"), np.uint32).astype(np.uint64)
+    first = np.concatenate([[0], np.cumsum((buf & 0xC0) != 0x80)])  # chars before each byte
+    byte_start = np.cumsum(lens) - lens
+    c_start, c_len = first[byte_start], first[byte_start + lens] - first[byte_start]
+    n_grams = np.where(c_len >= n, c_len - n + 1, np.minimum(c_len, 1))
+    g_off = np.cumsum(n_grams) - n_grams
+    pos = np.arange(int(n_grams.sum())) - np.repeat(g_off - c_start, n_grams)
+    end = np.repeat(c_start + c_len, n_grams)
+    cp = np.concatenate([cp, np.zeros(n, np.uint64)])
+    h = np.zeros(len(pos), np.uint64)
+    for j in range(n):
+        h ^= np.where(pos + j < end, cp[pos + j], np.uint64(0)) * _K[j]
+    h ^= h >> np.uint64(31)
+    h *= _K[3]
+    h ^= h >> np.uint64(29)
+    return (h % np.uint64(buckets)).astype(np.int64) + 1, g_off
+
+
+class Features:
+    """Model inputs of a set of rows (their qidx and pidx into the stores), assembled per batch."""
+
+    def __init__(self, tok: TokenStore, units: UnitStore | None, qidx: np.ndarray, pidx: np.ndarray, cfg):
+        self.tok, self.units = tok, units
+        self.qidx, self.pidx = np.asarray(qidx, np.int64), np.asarray(pidx, np.int64)
+        self.use_units, self.use_ids, self.buckets = cfg.use_units, cfg.use_ids, cfg.ngram_buckets
+        n_special = len(tok.template) - 2
+        lq = (tok.q_off[self.qidx + 1] - tok.q_off[self.qidx])
+        lp = (tok.p_off[self.pidx + 1] - tok.p_off[self.pidx])
+        self.n_q, self.n_p = longest_first(lq, lp, tok.max_len - n_special)
+        self.lengths = self.n_q + self.n_p + n_special
+
+    def __len__(self):
+        return len(self.qidx)
+
+    def batch(self, rows: np.ndarray, pad_multiple: int = 1) -> dict:
+        """Tensors of `rows`: input_ids, attention_mask (token_type_ids), ids, bag{0,1,2} and their offsets."""
+        rows = np.asarray(rows)
+        t, B = self.tok, len(rows)
+        width = int(-(-max(int(self.lengths[rows].max()), 1) // pad_multiple) * pad_multiple)
+        ids = np.full((B, width), t.pad_id, np.int64)
+        types = np.zeros((B, width), np.int64)
+        col = np.zeros(B, np.int64)
+        r = np.arange(B)
+        nq, n_p = self.n_q[rows], self.n_p[rows]
+        for tok_id, typ in zip(t.template, t.types):
+            if tok_id >= 0:
+                ids[r, col], types[r, col] = tok_id, typ
+                col += 1
+                continue
+            flat, off, idx, n = (t.q_tokens, t.q_off, self.qidx, nq) if tok_id == -1 else \
+                (t.p_tokens, t.p_off, self.pidx, n_p)
+            within = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+            rr, cc = np.repeat(r, n), np.repeat(col, n) + within
+            ids[rr, cc] = segments(flat, off[idx[rows]], n)
+            types[rr, cc] = typ
+            col += n
+        out = {"input_ids": torch.from_numpy(ids),
+               "attention_mask": torch.from_numpy((np.arange(width) < col[:, None]).astype(np.int64))}
+        if t.use_types:
+            out["token_type_ids"] = torch.from_numpy(types)
+        if self.use_ids:
+            out["ids"] = torch.from_numpy(self.units.ids[self.pidx[rows]].astype(np.int64))
+        if self.use_units:
+            for i, unit in enumerate(UNITS):
+                data, off = self.units.text[unit]
+                g, g_off = char_ngram_ids(data, off, (self.qidx if unit == "query" else self.pidx)[rows], self.buckets)
+                out[f"bag{i}"], out[f"bag{i}_offsets"] = torch.from_numpy(g), torch.from_numpy(g_off)
+        return out
+
+
+def features_for(cfg, tokenizer, rows: pd.DataFrame, tok: TokenStore | None = None,
+                 units: UnitStore | None = None) -> Features:
+    """Features of a table's rows (its qidx and pidx), opening (or building) the stores the config needs."""
+    tok = tok or token_store(cfg, tokenizer)
+    if units is None and (cfg.use_units or cfg.use_ids):
+        units = unit_store(cfg)
+    return Features(tok, units, rows.qidx.to_numpy(), rows.pidx.to_numpy(), cfg)

@@ -1,0 +1,99 @@
+"""Feature stores: pairs assembled from the stores equal the tokenizer's own pair encoding, hashed 3-grams are
+every gram of the text, stores are made once per key and reused memory-mapped, and the key follows the content."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from esci import features
+from esci.config import load_config
+from esci.data import EXAMPLES, PRODUCTS
+from esci.features import char_ngram_ids, features_for, join_fields, token_store, unit_store, value_ids
+from esci.model import load_tokenizer
+from esci.prepare import load_examples, load_products, prepare
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer("")
+
+
+def prepared(tmp_path, data_dir, *extra):
+    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}", f"data_dir={data_dir}", *extra])
+    prepare(cfg)
+    return cfg
+
+
+@pytest.mark.parametrize("max_len", [64, 20])
+def test_pairs_equal_the_tokenizers_longest_first_encoding(tmp_path, sample_dir, tokenizer, max_len):
+    cfg = prepared(tmp_path, sample_dir, f"max_len={max_len}", "max_chars=100000")
+    ex = load_examples(cfg)
+    feats = features_for(cfg, tokenizer, ex)
+    text = join_fields(load_products(cfg), cfg.fields, f" {tokenizer.sep_token} ").to_pylist()
+    rows = np.arange(0, len(ex), 7)
+    want = tokenizer(ex["query"].iloc[rows].tolist(), [text[i] for i in ex.pidx.iloc[rows]],
+                     truncation="longest_first", max_length=max_len)
+    got = feats.batch(rows, pad_multiple=8)
+    assert got["input_ids"].shape[1] % 8 == 0
+    for j, (ids, types) in enumerate(zip(want["input_ids"], want["token_type_ids"])):
+        n = int(got["attention_mask"][j].sum())
+        assert got["input_ids"][j, :n].tolist() == ids and got["token_type_ids"][j, :n].tolist() == types
+        assert feats.lengths[rows[j]] == n
+    assert (feats.lengths == max_len).any()  # truncation was exercised
+
+
+def test_hashed_ngrams_are_every_char_3gram():
+    texts = ["abc", "ab", "", "x", "headphones", "ヘッドホン黒", "é a", "abc"]
+    data = np.frombuffer("".join(texts).encode(), np.uint8)
+    off = np.r_[0, np.cumsum([len(t.encode()) for t in texts])].astype(np.int64)
+    ids, starts = char_ngram_ids(data, off, np.arange(len(texts)), 1 << 20)
+    per_row = np.split(ids, starts[1:])
+    for t, got in zip(texts, per_row):
+        grams = [t] if 0 < len(t) < 3 else [t[i:i + 3] for i in range(len(t) - 2)]
+        alone = [char_ngram_ids(np.frombuffer(g.encode(), np.uint8), np.array([0, len(g.encode())]),
+                                np.array([0]), 1 << 20)[0][0] for g in grams]
+        assert got.tolist() == alone
+    assert per_row[0].tolist() == per_row[-1].tolist() and len(per_row[2]) == 0
+    assert ((ids >= 1) & (ids <= 1 << 20)).all() and len(set(per_row[4].tolist())) == 8
+    # the same id on every machine and run (recorded once); a change of the hash must bump features.VERSION
+    assert per_row[0].tolist() == [28885]
+
+
+def test_value_ids_by_count_then_value():
+    values = pd.Series(["Acme", "acme ", "Bolt", "", None, "Zed", "Zed", "ACME", "Yak"])
+    ids, vocab = value_ids(values, np.arange(len(values)), 2)
+    assert vocab == {"acme": 1, "zed": 2}
+    assert ids.tolist() == [1, 1, 0, 0, 0, 2, 2, 1, 0]
+    _, counted_once = value_ids(values, np.array([0, 2, 5]), 1)
+    assert counted_once == {"acme": 1, "bolt": 2, "zed": 3}
+
+
+def test_stores_are_made_once_and_reused(tmp_path, sample_dir, tokenizer, monkeypatch):
+    calls = []
+    real = features._tokenize
+    monkeypatch.setattr(features, "_tokenize", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    cfg = prepared(tmp_path, sample_dir)
+    first = token_store(cfg, tokenizer)
+    for other in (cfg.replace(fold=1), cfg.replace(name="t2_b_like", task=3, lr=1e-5)):
+        assert token_store(other, tokenizer).folder == first.folder
+    assert len(calls) == 2  # queries and products, once
+    assert isinstance(first.p_tokens, np.memmap)
+    units = unit_store(cfg)
+    assert unit_store(cfg.replace(fields=["brand", "title"])).folder == units.folder
+    reordered = token_store(cfg.replace(fields=["brand", "title"]), tokenizer)
+    assert reordered.folder != first.folder and len(calls) == 4
+
+
+@pytest.mark.parametrize("column", ["product_description", "product_brand"])
+def test_one_changed_product_changes_the_keys(tmp_path, raw, tokenizer, column):
+    ex, pr = raw
+    folders = []
+    for name, value in (("a", None), ("b", "changed text")):
+        data = tmp_path / name / "data"
+        data.mkdir(parents=True)
+        if value is not None:
+            pr.loc[5, column] = value
+        ex.to_parquet(data / EXAMPLES, index=False)
+        pr.to_parquet(data / PRODUCTS, index=False)
+        cfg = prepared(tmp_path / name, data)
+        folders.append((token_store(cfg, tokenizer).folder.name, unit_store(cfg).folder.name))
+    assert folders[0][0] != folders[1][0] and folders[0][1] != folders[1][1]
