@@ -11,5 +11,5 @@ def train_and_score(cfg) -> float:
     for k in range(cfg.n_folds):
         train_fold(cfg.replace(fold=k), k)
     train, test = task_rows(load_examples(cfg), cfg.task)
-    oof, _ = load_member(cfg.run_dir, train, test, cfg.n_folds)
+    oof, _ = load_member(cfg, train, test)
     return task_metric(cfg.task, train.merge(oof, on="example_id", validate="one_to_one"))

@@ -34,6 +34,7 @@ from esci.io import write_parquet
 from esci.log import setup
 from esci.model import load_tokenizer
 from esci.prepare import experiment_rows, load_examples, prepare, task_rows, with_text
+from esci.provenance import fold_fingerprint, record
 from esci.sample import write_sample
 from esci.submission import validate, write_task1
 
@@ -65,6 +66,7 @@ def fake_members(cfg, examples: pd.DataFrame, n: int, seed: int = 0) -> list:
                 df = pd.DataFrame(p, columns=["p_E", "p_S", "p_C", "p_I"]).assign(example_id=rows.example_id.to_numpy())
                 df["score"] = p @ np.array([1.0, 0.1, 0.01, 0.0])
                 write_parquet(df, mcfg.run_dir / f"fold{k}" / f"{name}.parquet")
+            record(mcfg.run_dir / f"fold{k}", fold_fingerprint(mcfg))
             (mcfg.run_dir / f"fold{k}" / "metrics.json").write_text("{}\n")
         members.append(mcfg)
     return members

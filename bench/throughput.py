@@ -1,7 +1,7 @@
 """Throughput: the project's training loop and inference against a plain loop, same model, same pair lengths.
 
 Usage: python bench/throughput.py [--model minilm|tiny|xlmr-large|DIR] [--train-rows N] [--infer-rows N]
-                                  [--batch 128] [--compile] [--threads N]
+                                  [--batch 128] [--compile] [--threads N] [--json PATH]
   project  esci.loop.Loop (what fine-tuning runs) with length-bucketed batches of --batch padded to a multiple of
            32, bf16 autocast (fp16 where bf16 is missing), fused AdamW on CUDA, optional torch.compile;
            inference length-sorted at 4x the batch
@@ -11,12 +11,15 @@ Pair lengths are ESCI-like: lognormal tokens (median 140, sigma 0.6) clipped to 
 the shape of (query, title | brand | color | bullets | description) pairs at max_len 256. xlmr-large is a random
 24-layer, hidden-1024 XLM-R (weights do not change the speed). On a CPU the project runs bf16 where the CPU has it
 natively (else fp32) and the plain loop fp32; absolute CPU figures mean little, read the ratio.
-Prints examples/s for each and the ratios (project / plain).
+Prints examples/s for each and the ratios (project / plain); --json PATH also writes them (with the model, device,
+rows, batch, compile and precision) as one JSON object.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -151,6 +154,7 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--json", default="", metavar="PATH", help="also write the figures to this JSON file")
     a = ap.parse_args()
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
@@ -183,8 +187,16 @@ def main():
           f"{feats.lengths.mean():.0f} tokens")
     for k in ("project train", "plain train", "project infer", "plain infer"):
         print(f"{k:14s} {res[k]:10.1f} ex/s" if cuda else f"{k:14s} (CPU, relative only) {res[k]:8.1f} ex/s")
-    print(f"ratio train {res['project train'] / res['plain train']:.2f}x, "
-          f"infer {res['project infer'] / res['plain infer']:.2f}x (project / plain)")
+    ratio_train, ratio_infer = res["project train"] / res["plain train"], res["project infer"] / res["plain infer"]
+    print(f"ratio train {ratio_train:.2f}x, infer {ratio_infer:.2f}x (project / plain)")
+    if a.json:
+        figures = {"model": a.model, "device": where, "rows": {"train": train_rows, "infer": infer_rows},
+                   "mean_length": float(feats.lengths.mean()), "batch": a.batch, "compile": a.compile,
+                   "precision": precision(cfg), "ex_per_s": {k.replace(" ", "_"): v for k, v in res.items()},
+                   "ratio_train": ratio_train, "ratio_infer": ratio_infer,
+                   "peak_gpu_mem_gib": torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else None}
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(figures, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -3,18 +3,19 @@
 cfg = dict(
     # --- run identity
     profile="base",          # data/scale profile (sample | full); results go to output/<profile>/<name>/
-    name="base",             # experiment name, self-describing (t2_a = task 2, field order a)
+    name="base",             # experiment name (default: the experiment file's name; t2_a = task 2, field order a)
     task=2,                  # 1 ranking (nDCG), 2 E/S/C/I (micro-F1), 3 substitute (micro-F1): an experiment's
                              # checkpoint metric (on its validation rows of that task), a blend's task
     fold=0,                  # fold to train (its rows are validation); -1 = full fit on all training rows
     seed=42,                 # every RNG (folds, sampler, dropout, sample generator) derives from it
+    force=False,             # redo a result made from other inputs (config, data, code) instead of stopping
     # --- paths ("" = the environment variable, else the default in brackets)
-    data_dir="",             # ESCI files [$DATA_DIR or input/]
+    data_dir="",             # ESCI files [$DATA_DIR or input/]; "sample" = the embedded sample
     output_dir="",           # results [$OUTPUT_DIR or output/]
     model_dir="",            # local Hugging Face encoder [$MODEL_DIR or the packaged MiniLM]; "tiny" = random tiny BERT
     init_from="",            # pre-training run name under output/<profile>/ to start the encoder from ("" = none)
     # --- data
-    sample_if_missing=False,  # no ESCI files in data_dir: generate the embedded sample under output/<profile>/
+    sample_if_missing=False,  # the default input/ holds no ESCI file: use the embedded sample (never for other folders)
     sample_queries=300,      # queries in the generated sample (all locales)
     sample_noise=0.05,       # fraction of sample training labels flipped on purpose (recorded)
     n_folds=5,               # K of the query-grouped stratified folds

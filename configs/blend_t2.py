@@ -1,2 +1,2 @@
 # Task 2 blend: probability average of two field orders.
-cfg = dict(name="blend_t2", task=2, members=["t2_a", "t2_b"])
+cfg = dict(task=2, members=["t2_a", "t2_b"])

@@ -1,2 +1,2 @@
 # The second shared 4-class experiment: brand and color first (field order is an ensemble-diversity knob).
-cfg = dict(name="t2_b", task=2, head="cls4", fields=["brand", "color", "title", "bullets", "description"])
+cfg = dict(task=2, head="cls4", fields=["brand", "color", "title", "bullets", "description"])

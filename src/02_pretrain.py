@@ -2,13 +2,12 @@
 
 Usage: python src/02_pretrain.py configs/sample.py configs/pt.py [key=value ...]
        accelerate launch src/02_pretrain.py ...      (several GPUs or nodes)
+In: the prepared catalog (output/<profile>/data/products.parquet; made by stage 1 if missing), MODEL_DIR.
 Out: output/<profile>/<name>/encoder/ and id_tables.pt (see esci.pretrain); fine-tuning configs start from it
-with init_from="<name>". Skipped when metrics.json is already there.
+     with init_from="<name>". Skipped when metrics.json is there and was made from the same inputs.
 """
-from esci.config import from_argv
-from esci.log import setup
+from esci.cli import run_stage
 from esci.pretrain import pretrain
 
 if __name__ == "__main__":
-    setup("pretrain")
-    pretrain(from_argv())
+    run_stage("pretrain", __doc__, pretrain)

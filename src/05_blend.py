@@ -1,18 +1,20 @@
 """Stage 5: blend several experiments' OOF predictions; weights (and task 3's threshold) tuned on OOF.
 
 Usage: python src/05_blend.py configs/sample.py configs/blend_t2.py
-Each member name is an experiment config, configs/<member>.py, read over configs/<profile>.py; a member of
-another task serves when its head does and its rows cover this task's (a 4-class model on the large version).
-Out: output/<profile>/<blend name>/ (see esci.blend).
+In: every fold of each member (configs/<member>.py read over configs/<profile>.py); a member of another task
+    serves when its head does and its rows cover this task's (a 4-class model on the large version).
+Out: output/<profile>/<blend name>/ (oof.parquet, test.parquet, cv.csv, blend.json; see esci.blend).
 """
 from esci.blend import run_blend
-from esci.config import from_argv, member_config
-from esci.log import setup
+from esci.cli import run_stage
+from esci.config import member_config
 from esci.prepare import load_examples, task_rows
 
-if __name__ == "__main__":
-    setup("blend")
-    cfg = from_argv()
-    members = [member_config(cfg, m) for m in cfg.members]
+
+def main(cfg):
     train, test = task_rows(load_examples(cfg), cfg.task)
-    run_blend(cfg, train, test, members)
+    run_blend(cfg, train, test, [member_config(cfg, m) for m in cfg.members])
+
+
+if __name__ == "__main__":
+    run_stage("blend", __doc__, main)

@@ -13,7 +13,7 @@ QUICK = ["model_dir=tiny", "sample_queries=120", "n_folds=2", "max_train_queries
 
 def bench(script, tmp_path, *args):
     res = subprocess.run([sys.executable, f"bench/{script}", *args, f"output_dir={tmp_path}",
-                          f"data_dir={tmp_path}/none"], cwd=ROOT, capture_output=True, text=True,
+                          "data_dir=sample"], cwd=ROOT, capture_output=True, text=True,
                          env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert res.returncode == 0, res.stderr[-3000:]
     return res.stdout
@@ -21,22 +21,22 @@ def bench(script, tmp_path, *args):
 
 def test_table5_trick_ladder(tmp_path):
     out = bench("table5_tricks.py", tmp_path, *QUICK)
-    table = pd.read_csv(tmp_path / "sample/tables/table5_tricks.csv")
+    table = pd.read_csv(tmp_path / "sample/tiny/tables/table5_tricks.csv")
     assert table.rung.tolist() == ["base", "+ema", "+fgm", "+rdrop", "+mixup"] and "+mixup" in out
     assert table.mixup.tolist() == [False] * 4 + [True] and table.ema.tolist() == [False] + [True] * 4
     assert table.micro_f1.between(0.3, 1).all()
     for rung in ("base", "mixup"):  # every rung trained all folds
-        assert len(list((tmp_path / f"sample/t2_a_tricks_{rung}").glob("fold*/metrics.json"))) == 2
+        assert len(list((tmp_path / f"sample/tiny/t2_a_tricks_{rung}").glob("fold*/metrics.json"))) == 2
 
 
 def test_table3_pretrain_ladder(tmp_path):
     bench("table3_pretrain.py", tmp_path, *QUICK, "pt_max_products=120", "pt_lr=1e-3")
-    table = pd.read_csv(tmp_path / "sample/tables/table3_pretrain.csv")
+    table = pd.read_csv(tmp_path / "sample/tiny/tables/table3_pretrain.csv")
     assert table.rung.tolist() == ["none", "mlm", "+p2q", "+brand_color", "+contrastive"]
     assert table.mlm_loss.isna().tolist() == [True] + [False] * 4
     assert (table.mlm_loss[1:] < table.mlm_loss_start[1:]).all()
     assert table.p2q_acc.isna().tolist() == [True, True, False, False, False]
-    rows = pd.read_json(tmp_path / "sample/table3_pt_contrastive/metrics.json", typ="series")["rows"]
+    rows = pd.read_json(tmp_path / "sample/tiny/table3_pt_contrastive/metrics.json", typ="series")["rows"]
     assert set(rows) == {"mlm", "p2q", "attr", "simcse"}
 
 

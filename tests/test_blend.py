@@ -8,6 +8,7 @@ from esci.blend import Scorer, best_threshold, run_blend, select_weights
 from esci.config import load_config
 from esci.io import write_parquet
 from esci.prepare import experiment_rows, load_examples, prepare, task_rows
+from esci.provenance import fold_fingerprint, record
 
 
 def test_threshold_maximizes_accuracy():
@@ -43,6 +44,7 @@ def fake_member(cfg, name, rows, test, head="cls4", seed=0):
             out = pd.DataFrame(p, columns=["p_E", "p_S", "p_C", "p_I"]).assign(example_id=df.example_id.to_numpy())
             out["score"] = p @ np.array([1.0, 0.1, 0.01, 0.0])
             write_parquet(out, mcfg.run_dir / f"fold{k}" / f"{part}.parquet")
+        record(mcfg.run_dir / f"fold{k}", fold_fingerprint(mcfg))
         (mcfg.run_dir / f"fold{k}" / "metrics.json").write_text("{}")
     return mcfg
 
@@ -56,14 +58,14 @@ def test_a_task2_member_serves_task1_and_task3_on_their_rows(tmp_path, sample_di
     t1, t1_test = task_rows(examples, 1)
     assert len(t1) < len(large)
     blend = run_blend(cfg.replace(name="b1", task=1, members=["m0", "m1"]), t1, t1_test, members)
-    oof = pd.read_parquet(tmp_path / "sample/b1/oof.parquet")
+    oof = pd.read_parquet(tmp_path / "sample/minilm/b1/oof.parquet")
     assert sorted(oof.example_id) == sorted(t1.example_id) and list(oof.columns) == ["score", "example_id"]
-    assert sorted(pd.read_parquet(tmp_path / "sample/b1/test.parquet").example_id) == sorted(t1_test.example_id)
+    assert sorted(pd.read_parquet(tmp_path / "sample/minilm/b1/test.parquet").example_id) == sorted(t1_test.example_id)
     assert 0 < blend["ndcg"] <= 1
     t3, t3_test = task_rows(examples, 3)
     run_blend(cfg.replace(name="b3", task=3, members=["m0"]), t3, t3_test, members[:1])
-    b3 = pd.read_parquet(tmp_path / "sample/b3/oof.parquet").merge(
-        pd.concat(pd.read_parquet(p) for p in (tmp_path / "sample/m0").glob("fold*/oof.parquet")), on="example_id")
+    b3 = pd.read_parquet(tmp_path / "sample/minilm/b3/oof.parquet").merge(
+        pd.concat(pd.read_parquet(p) for p in (tmp_path / "sample/minilm/m0").glob("fold*/oof.parquet")), on="example_id")
     np.testing.assert_allclose(b3.p_sub, b3.p_S)
     # a member whose rows miss the task's rows is refused, naming the fix
     small = fake_member(cfg, "small", t1, t1_test)

@@ -37,3 +37,33 @@ def test_saved_config_round_trips(tmp_path):
     cfg.save(tmp_path / "config.json")
     import json
     assert json.loads((tmp_path / "config.json").read_text())["max_len"] == cfg.max_len
+
+
+@pytest.mark.parametrize("profile", ["sample", "full"])
+def test_every_config_file_loads_under_each_profile(profile):
+    from esci.config import CONFIG_DIR, member_config
+    from esci.tasks import HEADS
+    for path in sorted(CONFIG_DIR.glob("*.py")):
+        if path.stem in ("base", "sample", "full"):
+            continue
+        cfg = load_config(CONFIG_DIR / f"{profile}.py", path)
+        assert cfg.name == path.stem and cfg.profile == profile, path
+        for member in cfg.members:  # a blend's members exist and serve its task
+            m = member_config(cfg, member)
+            assert cfg.task in HEADS[m.head].serves, (path.stem, member)
+
+
+def test_a_name_is_never_inherited(tmp_path):
+    f = tmp_path / "t9_copy.py"
+    f.write_text('parent = "t1_a"\ncfg = dict(lr=1e-5)\n')
+    cfg = load_config("configs/sample.py", f)
+    assert cfg.name == "t9_copy" and cfg.task == 1 and cfg.lr == 1e-5
+
+
+def test_replace_checks_keys_and_types():
+    cfg = load_config("configs/sample.py")
+    assert cfg.replace(lr=1).lr == 1.0 and cfg.lr != 1.0
+    with pytest.raises(ConfigError, match="unknown config key 'lrr'"):
+        cfg.replace(lrr=1)
+    with pytest.raises(ConfigError, match="'epochs' must be int"):
+        cfg.replace(epochs="3")

@@ -145,3 +145,42 @@ def test_same_asin_in_two_locales_joins_by_locale(esci):
     reused = examples[examples.product_id.isin(shared.product_id)]
     assert len(reused) and (products.product_locale.iloc[reused.pidx.to_numpy()].to_numpy()
                             == reused.product_locale.to_numpy()).all()
+
+
+def test_odd_but_usable_data_gets_counted_warnings(tmp_path, raw, caplog):
+    ex, pr = raw
+    rows = ex.index[ex.query_id.eq(ex.query_id[ex.split.eq("test")].iat[0])]  # one test query moves to "de"
+    de = pr.iloc[:len(rows)].assign(product_locale="de")
+    ex.loc[rows, "product_locale"], ex.loc[rows, "product_id"] = "de", de.product_id.to_numpy()
+    q = ex.query_id.iat[0]
+    ex.loc[ex.query_id.eq(q), "query"] = ex.loc[ex.query_id.eq(q), "query"] + "\x07"
+    with caplog.at_level("WARNING", logger="esci"):
+        load_esci(write(tmp_path, ex, pd.concat([pr, de])))
+    text = caplog.text
+    assert f"{len(rows)} examples in locales outside us/es/jp" in text and "locales ['de'] have test rows but no training" in text
+    assert f"{int(ex.query_id.eq(q).sum())} queries hold control characters" in text
+
+
+def test_no_test_rows_warns_and_no_training_rows_fails(tmp_path, raw, caplog):
+    ex, pr = raw
+    with caplog.at_level("WARNING", logger="esci"):
+        load_esci(write(tmp_path, ex[ex.split.eq("train")], pr))
+    assert "no test rows" in caplog.text
+    expect_error(tmp_path, ex[ex.split.eq("test")], pr, "no training rows")
+
+
+def test_a_task_without_rows_of_its_version_fails_in_one_line(tmp_path, raw):
+    from esci import EsciError
+    from esci.config import load_config
+    from esci.prepare import experiment_rows, load_examples, prepare, task_rows
+    ex, pr = raw
+    ex["small_version"] = 0
+    data = write(tmp_path / "d", ex, pr) if (tmp_path / "d").mkdir() is None else None
+    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}", f"data_dir={data}"])
+    prepare(cfg)
+    examples = load_examples(cfg)
+    with pytest.raises(EsciError, match="no training rows with small_version = 1 .task 1.; fix"):
+        task_rows(examples, 1)
+    with pytest.raises(EsciError, match="rows=small"):
+        experiment_rows(cfg.replace(rows="small"), examples)
+    assert len(experiment_rows(cfg, examples)[0]) == int(ex.split.eq("train").sum())

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_two_processes_one_oof(tmp_path):
-    common = [f"output_dir={tmp_path}", f"data_dir={tmp_path}/none", "sample_queries=120", "model_dir=tiny",
+    common = [f"output_dir={tmp_path}", "data_dir=sample", "sample_queries=120", "model_dir=tiny",
               "epochs=1", "name=ddp", "fold=0", "batch_size=16"]
     subprocess.run([sys.executable, "src/01_prepare.py", "configs/sample.py", *common], cwd=ROOT, check=True,
                    capture_output=True)
@@ -23,7 +23,7 @@ def test_two_processes_one_oof(tmp_path):
                           "src/03_train.py", "configs/sample.py", *common], cwd=ROOT, capture_output=True,
                          text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    fold = tmp_path / "sample/ddp/fold0"
+    fold = tmp_path / "sample/tiny/ddp/fold0"
     metrics = json.loads((fold / "metrics.json").read_text())
     assert metrics["steps"] == math.ceil(metrics["train_rows"] / 16) // 2
     oof = pd.read_parquet(fold / "oof.parquet")
@@ -34,7 +34,7 @@ def test_two_processes_one_oof(tmp_path):
 
 def test_two_processes_pretrain(tmp_path):
     """DDP with per-task heads: parameters a batch leaves unused must not stall or fail the step."""
-    common = [f"output_dir={tmp_path}", f"data_dir={tmp_path}/none", "sample_queries=120", "model_dir=tiny",
+    common = [f"output_dir={tmp_path}", "data_dir=sample", "sample_queries=120", "model_dir=tiny",
               "pt_max_products=200", "pt_batch_size=16", "pt_epochs=1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
@@ -42,6 +42,6 @@ def test_two_processes_pretrain(tmp_path):
                           "src/02_pretrain.py", "configs/sample.py", "configs/pt.py", *common], cwd=ROOT,
                          capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    metrics = json.loads((tmp_path / "sample/pt/metrics.json").read_text())
+    metrics = json.loads((tmp_path / "sample/tiny/pt/metrics.json").read_text())
     batches = sum(math.ceil(fit / 16) for fit, _ in metrics["rows"].values())
-    assert metrics["steps"] == batches // 2 and (tmp_path / "sample/pt/encoder/model.safetensors").exists()
+    assert metrics["steps"] == batches // 2 and (tmp_path / "sample/tiny/pt/encoder/model.safetensors").exists()

@@ -24,7 +24,7 @@ FLOORS = {1: 0.94,   # recorded 0.9565 (t1_a_clean 0.9506, t1_b 0.9422, t1_reg 0
 
 
 def run_driver(task, out):
-    env = {**os.environ, "OUTPUT_DIR": str(out), "DATA_DIR": str(out / "no_data"), "PYTHON": sys.executable,
+    env = {**os.environ, "OUTPUT_DIR": str(out), "DATA_DIR": "sample", "PYTHON": sys.executable,
            "OVERRIDES": OVERRIDES}
     return subprocess.run(["bash", str(ROOT / f"run_task{task}.sh")], env=env, capture_output=True, text=True)
 

@@ -100,17 +100,17 @@ PT = ["configs/pt.py", "model_dir=tiny", "pt_max_products=300", "pt_epochs=2", "
 
 
 def test_pretrain_lowers_mlm_loss_resumes_and_seeds_fine_tuning(tmp_path):
-    a = [f"output_dir={tmp_path}/a", f"data_dir={tmp_path}/none", *PT]
-    b = [f"output_dir={tmp_path}/b", f"data_dir={tmp_path}/none", *PT]
+    a = [f"output_dir={tmp_path}/a", "data_dir=sample", *PT]
+    b = [f"output_dir={tmp_path}/b", "data_dir=sample", *PT]
     killed = _run("02_pretrain.py", *a, env={"ESCI_FAIL_AT_STEP": "20"})
-    run = tmp_path / "a/sample/pt"
+    run = tmp_path / "a/sample/tiny/pt"
     assert killed.returncode == 3, killed.stderr[-2000:]
     assert (run / "state.pt").exists() and not (run / "encoder").exists()
     resumed = _run("02_pretrain.py", *a)
     assert resumed.returncode == 0 and "resumed at epoch 0, step 20" in resumed.stderr, resumed.stderr[-2000:]
     straight = _run("02_pretrain.py", *b)
     assert straight.returncode == 0, straight.stderr[-2000:]
-    ma, mb = (json.loads((tmp_path / d / "sample/pt/metrics.json").read_text()) for d in "ab")
+    ma, mb = (json.loads((tmp_path / d / "sample/tiny/pt/metrics.json").read_text()) for d in "ab")
     assert ma["best"]["mlm_loss"] < ma["start"]["mlm_loss"] - 0.5
     assert ma["steps"] == mb["steps"] and ma["best"]["mlm_loss"] == pytest.approx(mb["best"]["mlm_loss"], abs=1e-3)
     assert set(ma["rows"]) == {"mlm", "p2q", "attr", "simcse"} and not (run / "state.pt").exists()
@@ -121,7 +121,7 @@ def test_pretrain_lowers_mlm_loss_resumes_and_seeds_fine_tuning(tmp_path):
     from esci.features import unit_store
     from esci.prepare import prepare
     from esci.train import _setup
-    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}/a", f"data_dir={tmp_path}/none",
+    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}/a", "data_dir=sample",
                                                       "sample_queries=120", "model_dir=tiny", "init_from=pt"])
     prepare(cfg)
     model = _setup(cfg, 0)[4]

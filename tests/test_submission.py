@@ -47,3 +47,31 @@ def test_bad_label_value_and_columns(tmp_path, test_table):
     pd.DataFrame({"example_id": test_table.example_id}).to_csv(path, index=False)
     with pytest.raises(SubmissionError, match="columns"):
         validate(3, path, test_table)
+
+
+@pytest.mark.parametrize("text,words", [("", "file is empty"), ("example_id,esci_label\n", "missing"),
+                                        ("example_id,esci_label\n14780.0,exact\n", "not integer ids.*14780.0"),
+                                        ("\x00\x01\xff\xfe", "not a readable CSV|columns")])
+def test_broken_files_get_one_line(tmp_path, test_table, text, words):
+    path = tmp_path / "s.csv"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(SubmissionError, match=words) as err:
+        validate(2, path, test_table)
+    assert "\n" not in str(err.value) and "fix:" in str(err.value)
+
+
+def test_one_bad_id_is_reported_as_one(tmp_path, test_table):
+    p = preds(test_table)
+    write_task2(p, tmp_path / "s.csv")
+    rows = (tmp_path / "s.csv").read_text().splitlines()
+    rows[5] = "99999999," + rows[5].split(",")[1]
+    (tmp_path / "s.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(SubmissionError, match=r"1 \(first: 99999999 at row 4\) example_ids not in the test set"):
+        validate(2, tmp_path / "s.csv", test_table)
+
+
+def test_task3_label_fix_names_its_own_mapping(tmp_path, test_table):
+    path = tmp_path / "s.csv"
+    pd.DataFrame({"example_id": test_table.example_id, "substitute_label": "S"}).to_csv(path, index=False)
+    with pytest.raises(SubmissionError, match="fix: use substitute or no_substitute"):
+        validate(3, path, test_table)

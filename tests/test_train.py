@@ -24,7 +24,7 @@ TINY = ["model_dir=tiny", "max_train_queries=40", "max_test_rows=60", "epochs=2"
 
 
 def tiny_cfg(tmp_path, *extra, task=2):
-    return load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}", f"data_dir={tmp_path}/none",
+    return load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}", "data_dir=sample",
                                                        "sample_queries=120", f"task={task}", *TINY, *extra])
 
 
@@ -34,7 +34,7 @@ def run_fold(cfg_args, env=None, stage="03_train.py"):
 
 
 def args(tmp_path, *extra):
-    return [f"output_dir={tmp_path}", f"data_dir={tmp_path}/none", "sample_queries=120", *TINY, *extra]
+    return [f"output_dir={tmp_path}", "data_dir=sample", "sample_queries=120", *TINY, *extra]
 
 
 @pytest.mark.parametrize("extra", [["head=cls4", "loss=poly1", "ema=True"], ["head=cls2", "task=3", "fgm=True"],
@@ -66,16 +66,16 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
     for cfg_args in (a, b):
         assert run_fold(cfg_args, stage="01_prepare.py").returncode == 0
     killed = run_fold(a, {"ESCI_FAIL_AT_STEP": "8"})
-    fold = tmp_path / "a/sample/r/fold1"
+    fold = tmp_path / "a/sample/tiny/r/fold1"
     assert killed.returncode == 3, killed.stderr[-2000:]
     assert (fold / "state.pt").exists() and not (fold / "metrics.json").exists()
     resumed = run_fold(a)
     assert resumed.returncode == 0 and "resumed at epoch 0, step 8" in resumed.stderr, resumed.stderr[-2000:]
     straight = run_fold(b)
     assert straight.returncode == 0, straight.stderr[-2000:]
-    ma, mb = (json.loads((tmp_path / d / "sample/r/fold1/metrics.json").read_text()) for d in "ab")
+    ma, mb = (json.loads((tmp_path / d / "sample/tiny/r/fold1/metrics.json").read_text()) for d in "ab")
     assert ma["steps"] == mb["steps"] and ma["micro_f1"] == pytest.approx(mb["micro_f1"], abs=1e-6)
-    oa, ob = (pd.read_parquet(tmp_path / d / "sample/r/fold1/oof.parquet") for d in "ab")
+    oa, ob = (pd.read_parquet(tmp_path / d / "sample/tiny/r/fold1/oof.parquet") for d in "ab")
     assert (oa.example_id == ob.example_id).all()
     np.testing.assert_allclose(oa.p_E, ob.p_E, atol=1e-5)
     again = run_fold(a)
@@ -154,3 +154,66 @@ def test_rdrop_with_mixup_mixes_within_each_half():
     perm = seen["mix"][1]
     assert seen["n"] == 2 * n and torch.isfinite(loss)
     assert torch.equal(perm[n:], perm[:n] + n) and sorted(perm[:n].tolist()) == list(range(n))
+
+
+def test_fgm_and_rdrop_change_the_gradients():
+    from esci.loop import make_accelerator
+    from esci.model import CrossEncoder, load_encoder
+    from esci.train import _fgm_step
+    rng = np.random.default_rng(0)
+    n = 8
+    lens = rng.integers(3, 9, n)
+    tok = TokenStore(None, rng.integers(5, 500, lens.sum()).astype(np.int32), np.r_[0, np.cumsum(lens)],
+                     rng.integers(5, 500, 2 * lens.sum()).astype(np.int32), np.r_[0, np.cumsum(2 * lens)],
+                     np.array([101, -1, 102, -2, 102]), np.array([0, 0, 0, 1, 1]), True, 0, 64)
+    cfg = load_config(overrides=["use_units=False", "use_ids=False", "model_dir=tiny", "fgm_eps=1.0"])
+    feats = Features(tok, None, np.arange(n), np.arange(n), cfg)
+    batch = collate(feats, np.arange(n), 8, y=np.arange(n) % 4, w=np.ones(n, np.float32))
+
+    def grads(c, fgm=False, seed=0):
+        torch.manual_seed(0)
+        model = CrossEncoder(load_encoder("tiny"), c, 0, 0, 0)
+        torch.manual_seed(seed)
+        compute_loss(c, model, batch).backward()
+        if fgm:
+            before = model.word_embeddings().weight.detach().clone()
+            _fgm_step(c, model, model, batch, make_accelerator(c))
+            assert torch.equal(model.word_embeddings().weight, before)  # the perturbation is taken back
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    plain = grads(cfg)
+    assert torch.allclose(plain, grads(cfg))  # the same seed gives the same gradients
+    assert not torch.allclose(plain, grads(cfg, fgm=True), atol=1e-6)
+    assert not torch.allclose(plain, grads(cfg.replace(rdrop=True)), atol=1e-6)
+    # without dropout both passes agree, the R-Drop term is 0 and the loss is the plain one
+    still = cfg.replace(rdrop=True, head_dropout=0.0)
+    torch.manual_seed(0)
+    model = CrossEncoder(load_encoder("tiny"), still, 0, 0, 0).eval()
+    assert compute_loss(still, model, batch).item() == pytest.approx(
+        compute_loss(still.replace(rdrop=False), model, batch).item(), rel=1e-5)
+
+
+def test_a_changed_config_never_reuses_a_fold(tmp_path):
+    from esci import EsciError
+    from esci.members import load_member
+    from esci.prepare import task_rows
+    from esci.train import train_fold
+    cfg = tiny_cfg(tmp_path, "epochs=1", "name=f", "n_folds=2")
+    prepare(cfg)
+    first = train_fold(cfg, 0)
+    assert train_fold(cfg, 0) == first  # same inputs: reused
+    with pytest.raises(EsciError, match=r"made from other inputs \(lr 0.0005 -> 0.0003\); fix: give this run another"):
+        train_fold(cfg.replace(lr=3e-4), 0)
+    # a killed run's state is not resumed under another config either, and the stage says so in one line
+    res = run_fold([f"output_dir={tmp_path}", "data_dir=sample", "sample_queries=120", *TINY, "epochs=1", "name=f",
+                    "n_folds=2", "fold=0", "batch_size=8"])
+    assert res.returncode == 2 and res.stderr.strip().splitlines()[-1].startswith("train: error: ")
+    assert "batch_size 16 -> 8" in res.stderr and "Traceback" not in res.stderr
+    redone = train_fold(cfg.replace(lr=3e-4, force=True), 0)
+    assert redone["steps"] == first["steps"]
+    assert json.loads((cfg.run_dir / "fold0/config.json").read_text())["lr"] == 3e-4
+    train_fold(cfg.replace(lr=3e-4), 1)
+    train, test = task_rows(load_examples(cfg), 2)
+    with pytest.raises(EsciError, match="made from other inputs than f asks for now"):
+        load_member(cfg, train, test)  # the blend reads folds made with lr 3e-4 while the config says 5e-4
+    assert len(load_member(cfg.replace(lr=3e-4), train, test)[0]) == len(train)

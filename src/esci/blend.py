@@ -20,6 +20,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from . import EsciError
 from .io import write_csv, write_json, write_parquet
 from .members import load_member
 from .metrics import ndcg
@@ -85,16 +86,16 @@ def select_weights(parts: list[np.ndarray], score: Scorer, steps: int) -> tuple[
 def run_blend(cfg, train: pd.DataFrame, test: pd.DataFrame, member_cfgs: list) -> dict:
     """train/test: the task's rows (task_rows); member_cfgs: the members' experiment configs."""
     if not cfg.members:
-        raise ValueError(f"{cfg.name}: config lists no members; fix: set members=[...] in the blend config")
+        raise EsciError(f"{cfg.name}: config lists no members; fix: set members=[...] in the blend config")
     labelled = train.sort_values("example_id").reset_index(drop=True)
     ids_test = np.sort(test.example_id.to_numpy())
     oofs, tests = [], []
     for mcfg in member_cfgs:
         if cfg.task not in HEADS[mcfg.head].serves:
-            raise ValueError(f"{cfg.name}: member {mcfg.name} has head {mcfg.head}, which cannot serve task "
+            raise EsciError(f"{cfg.name}: member {mcfg.name} has head {mcfg.head}, which cannot serve task "
                              f"{cfg.task}; fix: use members whose head is one of "
                              f"{[h for h, head in HEADS.items() if cfg.task in head.serves]}")
-        oof, tst = load_member(mcfg.run_dir, labelled, test, cfg.n_folds)
+        oof, tst = load_member(mcfg, labelled, test)
         oofs.append(blend_columns(cfg.task, oof))
         tests.append(blend_columns(cfg.task, tst))
     columns = oofs[0].columns

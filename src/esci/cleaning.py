@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 from cleanlab.filter import find_label_issues
 
-from . import LABELS
+from . import LABELS, EsciError
 from .io import read_json, write_json, write_parquet
+from .provenance import FIX, describe, digest, fingerprint
 from .sample import NOISE_FILE
 from .tasks import PROB_COLUMNS, targets
 
@@ -31,7 +32,8 @@ def label_issues(train: pd.DataFrame, oof: pd.DataFrame, head: str, frac: float)
         p = df["p_sub"].to_numpy()
         probs, names = np.stack([1 - p, p], axis=1), np.array(["not S", "S"])
     else:
-        raise ValueError("confident learning needs a classifier's OOF probabilities (head cls4 or cls2), not reg")
+        raise EsciError(f"{head}: confident learning needs a classifier's OOF probabilities; fix: clean an experiment "
+                        f"whose head is cls4 or cls2")
     labels = targets(df, head)
     ranked = find_label_issues(labels, probs, filter_by="prune_by_noise_rate",
                                return_indices_ranked_by="normalized_margin")
@@ -43,13 +45,20 @@ def label_issues(train: pd.DataFrame, oof: pd.DataFrame, head: str, frac: float)
 
 
 def clean(cfg, train: pd.DataFrame, oof: pd.DataFrame) -> dict:
+    """oof: the experiment's OOF (read through members.load_member, which checks every fold's fingerprint)."""
     out = cfg.run_dir
+    fp = fingerprint(cfg, ["clean_frac", "head"], folds=[digest(read_json(out / f"fold{k}" / "fingerprint.json"))
+                                                         for k in range(cfg.n_folds)])
     if (out / "clean_report.json").exists():
-        log.info("%s/label_issues.parquet is complete; skipping", out)
-        return read_json(out / "clean_report.json")
+        old = read_json(out / "clean_report.json").get("fingerprint", {})
+        if old == fp:
+            log.info("%s/label_issues.parquet is complete; skipping", out)
+            return read_json(out / "clean_report.json")
+        if not cfg.force:
+            raise EsciError(f"{out}/label_issues.parquet: made from other inputs ({describe(old, fp)}); {FIX}")
     issues, n_found = label_issues(train, oof, cfg.head, cfg.clean_frac)
     report = {"experiment": cfg.name, "train_rows": len(train), "issues_found": n_found, "removed": len(issues),
-              "clean_frac": cfg.clean_frac}
+              "clean_frac": cfg.clean_frac, "fingerprint": fp}
     noise_path = Path(read_json(cfg.data_root / "summary.json")["data_dir"]) / NOISE_FILE
     if noise_path.exists():
         flipped = set(pd.read_csv(noise_path).example_id) & set(train.example_id)

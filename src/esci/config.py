@@ -3,6 +3,8 @@
 In: `configs/base.py` (every key, one line of documentation each) and any number of config files
 (`configs/sample.py configs/t2_a.py`), applied in order, then `key=value` command-line overrides. A file may
 name `parent = "t1_a"` to start from another experiment's file.
+Paths: an empty data_dir / output_dir / model_dir is filled from DATA_DIR / OUTPUT_DIR / MODEL_DIR, else the
+repository's input/ and output/ and the packaged MiniLM; relative paths are taken from the working directory.
 Out: a `Config` (attribute access) whose keys and types match the base; unknown keys or wrong types fail with
 the file or argument that caused them. `save()` writes the resolved config next to a result.
 """
@@ -10,22 +12,27 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import runpy
 import sys
 from pathlib import Path
 
+from . import EsciError
 from .io import write_json
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "configs"
 
 
-class ConfigError(ValueError):
+class ConfigError(EsciError):
     pass
 
 
 class Config(dict):
+    """The resolved keys; `overrides` keeps the command line's key=value arguments (blends pass them on to the
+    configs of their members, so a member is read as it was trained)."""
     __getattr__ = dict.__getitem__
+    overrides: tuple = ()
 
     def __setattr__(self, key, value):
         self[key] = value
@@ -41,7 +48,9 @@ class Config(dict):
             if key not in base:
                 raise ConfigError(f"replace: unknown config key '{key}'; fix: see configs/base.py for keys")
             out[key] = _check_type(key, value, base[key], "replace")
-        return Config(out)
+        new = Config(out)
+        new.__dict__["overrides"] = self.overrides
+        return new
 
     @property
     def profile_dir(self) -> Path:
@@ -49,9 +58,21 @@ class Config(dict):
         return Path(self.output_dir) / self.profile
 
     @property
+    def backbone(self) -> str:
+        """The encoder's short name: minilm (the packaged default), tiny, or the model folder's name."""
+        if self.model_dir in ("", "tiny"):
+            return self.model_dir or "minilm"
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(self.model_dir).name) or "model"
+
+    @property
+    def run_root(self) -> Path:
+        """output/<profile>/<backbone>: the runs of one encoder (two backbones never share a folder)."""
+        return self.profile_dir / self.backbone
+
+    @property
     def run_dir(self) -> Path:
-        """output/<profile>/<name>: where this experiment's folds, OOF and test tables go."""
-        return self.profile_dir / self.name
+        """output/<profile>/<backbone>/<name>: where this experiment's folds, OOF and test tables go."""
+        return self.run_root / self.name
 
     @property
     def data_root(self) -> Path:
@@ -74,6 +95,7 @@ def _read_file(path: Path) -> dict:
     if not isinstance(ns.get("cfg"), dict):
         raise ConfigError(f"{path}: defines no `cfg = dict(...)`; fix: add one listing the keys it changes")
     parent = _read_file(CONFIG_DIR / f"{ns['parent']}.py") if ns.get("parent") else {}
+    parent.pop("name", None)  # a name is never inherited: two experiments must not share an output folder
     return {**parent, **ns["cfg"]}
 
 
@@ -115,34 +137,46 @@ def load_config(*sources: str | Path, overrides: list[str] = ()) -> Config:
     cfg = dict(base)
     for src in sources:
         path = Path(src)
-        for key, value in _read_file(path).items():
+        values = _read_file(path)
+        if "name" not in values and "profile" not in values:  # an experiment file is named after itself
+            values["name"] = path.stem
+        for key, value in values.items():
             if key not in base:
                 raise ConfigError(f"{path}: unknown config key '{key}'; fix: add it to configs/base.py or fix the typo")
             cfg[key] = _check_type(key, value, base[key], str(path))
     for arg in overrides:
         key, value = _parse_override(arg, base)
         cfg[key] = _check_type(key, value, base[key], f"command line '{arg}'")
-    for key, env, default in (("data_dir", "DATA_DIR", "input"), ("output_dir", "OUTPUT_DIR", "output"),
-                              ("model_dir", "MODEL_DIR", "")):
+    for key, env, default in (("data_dir", "DATA_DIR", str(ROOT / "input")),
+                              ("output_dir", "OUTPUT_DIR", str(ROOT / "output")), ("model_dir", "MODEL_DIR", "")):
         if not cfg[key]:
             cfg[key] = os.environ.get(env, default)
     for key in ("data_dir", "output_dir"):
-        if not Path(cfg[key]).is_absolute():
+        if not Path(cfg[key]).is_absolute() and not (key == "data_dir" and cfg[key] == "sample"):
             cfg[key] = str((Path.cwd() / cfg[key]).resolve())
-    return Config(cfg)
+    out = Config(cfg)
+    out.__dict__["overrides"] = tuple(overrides)
+    return out
 
 
 def member_config(cfg: Config, name: str) -> Config:
-    """The config of experiment `name` (configs/<name>.py) under cfg's profile and paths."""
+    """The config of experiment `name` (configs/<name>.py) under cfg's profile, paths and command-line overrides
+    (all but those that name the blend itself)."""
+    own = {"name", "task", "members", "blend_steps", "fold"}
     return load_config(CONFIG_DIR / f"{cfg.profile}.py", CONFIG_DIR / f"{name}.py",
-                       overrides=[f"{k}={cfg[k]}" for k in ("data_dir", "output_dir", "model_dir", "n_folds", "seed")])
+                       overrides=[f"{k}={cfg[k]}" for k in ("data_dir", "output_dir", "model_dir", "n_folds", "seed")]
+                       + [o for o in cfg.overrides if o.partition("=")[0].strip() not in own])
 
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m esci.config FILES... [key=value ...] --get KEY` prints one resolved value (for the drivers)."""
     argv = sys.argv[1:] if argv is None else argv
     key = argv[argv.index("--get") + 1]
-    cfg = from_argv([a for i, a in enumerate(argv) if a != "--get" and (i == 0 or argv[i - 1] != "--get")])
+    try:
+        cfg = from_argv([a for i, a in enumerate(argv) if a != "--get" and (i == 0 or argv[i - 1] != "--get")])
+    except ConfigError as e:
+        print(f"config: error: {e}", file=sys.stderr)
+        sys.exit(2)
     value = cfg[key]
     print(" ".join(map(str, value)) if isinstance(value, list) else value)
 

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import LABELS
+from . import LABELS, LOCALES, EsciError
 
 log = logging.getLogger("esci")
 
@@ -35,10 +35,11 @@ PRODUCT_COLUMNS = {"product_id": "str", "product_title": "str", "product_descrip
                    "product_locale": "str"}
 TEXT_FIELDS = {"title": "product_title", "brand": "product_brand", "color": "product_color",
                "bullets": "product_bullet_point", "description": "product_description"}
-FIX_DOWNLOAD = "download the files as input/README.md says, or set DATA_DIR to the folder holding them"
+FIX_DOWNLOAD = ("download the files as input/README.md says, or set DATA_DIR to the folder holding them "
+                "(DATA_DIR=sample: the embedded sample)")
 
 
-class DataError(ValueError):
+class DataError(EsciError):
     """Bad input: the message is one line naming the file, the column or row, and the fix."""
 
 
@@ -122,6 +123,7 @@ def validate_examples(df: pd.DataFrame, path: Path) -> pd.DataFrame:
         r = _first_bad_row(dup)
         raise DataError(f"{path}: row {r} repeats the (query_id, product_id) pair ({df.query_id.iat[r]}, "
                         f"{df.product_id.iat[r]}); fix: judge each product once per query")
+    _warn_examples(df, path)
     per_query = df[["query_id", "query", "product_locale", "split"]].drop_duplicates()
     for cols, what in ((["query_id", "query"], "two texts"), (["query_id", "product_locale"], "two locales"),
                        (["query_id", "split"], "rows in both splits")):
@@ -137,6 +139,28 @@ _BREAKS = r"(?i)<\s*br\s*/?\s*>|</\s*(p|li|div)\s*>"
 _TAGS = r"<[^>]{0,500}>"
 # Python's \s on str: RE2's \s misses \v and the Unicode spaces
 _SPACES = r"[\s\x{0b}\x{1c}-\x{1f}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]+"
+
+
+def _warn_examples(df: pd.DataFrame, path: Path) -> None:
+    """What is odd but usable gets a counted warning."""
+    train = df.split.eq("train")
+    if not train.any():
+        raise DataError(f"{path}: no training rows (column 'split' has no 'train'); fix: use the release's "
+                        f"examples file, whose training rows carry labels")
+    other = df.product_locale[~df.product_locale.isin(LOCALES)]
+    if len(other):
+        log.warning("%s: %d examples in locales outside %s (%s); they share locale id 0", path.name, len(other),
+                    "/".join(LOCALES), other.value_counts().head(5).to_dict())
+    only_test = sorted(set(df.product_locale[~train]) - set(df.product_locale[train]))
+    if only_test:
+        log.warning("%s: locales %s have test rows but no training rows; their predictions rest on the other "
+                    "locales' training", path.name, only_test)
+    control = df["query"].str.contains(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", regex=True)
+    if control.any():
+        log.warning("%s: %d queries hold control characters (first at row %d); the tokenizers drop them",
+                    path.name, int(control.sum()), _first_bad_row(control))
+    if train.all():
+        log.warning("%s: no test rows; cross-validation works, but no submission can be made", path.name)
 
 
 def clean_text(s: pd.Series) -> pd.Series:

@@ -13,27 +13,36 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import LABELS
+from . import LABELS, EsciError
 from .config import ROOT
 from .io import read_json
 from .tasks import METRIC_NAME, PROB_COLUMNS, TASKS, predicted_labels, sub_prob, task_metric, truth_labels
 
 TEXT = ["query", "title", "brand", "color"]
+SHARED = {"data", "features", "sample_data", "cache"}  # folders of a profile that are not an encoder's runs
 
 
-def profile_dir(profile: str = "sample", output_dir: str | None = None) -> Path:
-    """output/<profile> ($OUTPUT_DIR or the repository's output/), checked to exist."""
+def profile_dir(profile: str = "sample", output_dir: str | None = None, backbone: str | None = None) -> Path:
+    """The runs of one encoder: output/<profile>/<backbone> ($OUTPUT_DIR or the repository's output/; $BACKBONE,
+    else the only encoder there, else minilm), checked to exist."""
     root = Path(output_dir or os.environ.get("OUTPUT_DIR") or ROOT / "output") / profile
     if not root.exists():
-        raise FileNotFoundError(f"{root}: no outputs; fix: run bash run_task<k>.sh (PROFILE={profile}) first")
-    return root
+        raise EsciError(f"{root}: no outputs; fix: run bash run_task<k>.sh (PROFILE={profile}) first")
+    backbone = backbone or os.environ.get("BACKBONE")
+    if not backbone:
+        found = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in SHARED)
+        backbone = found[0] if len(found) == 1 else "minilm"
+    if not (root / backbone).exists():
+        raise EsciError(f"{root / backbone}: no runs of encoder {backbone}; fix: set BACKBONE to one of "
+                        f"{sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in SHARED)}")
+    return root / backbone
 
 
 def labelled(root: Path, task: int) -> pd.DataFrame:
-    """The task's training rows with their labels, fold and text."""
-    ex = pd.read_parquet(root / "data" / "examples.parquet")
+    """The task's training rows with their labels, fold and text (root: a profile_dir)."""
+    ex = pd.read_parquet(root.parent / "data" / "examples.parquet")
     train = ex[ex[TASKS[task].version].eq(1) & ex.split.eq("train")].reset_index(drop=True)
-    text = pd.read_parquet(root / "data" / "products.parquet", columns=TEXT[1:]).iloc[train.pidx.to_numpy()]
+    text = pd.read_parquet(root.parent / "data" / "products.parquet", columns=TEXT[1:]).iloc[train.pidx.to_numpy()]
     train = pd.concat([train, text.reset_index(drop=True)], axis=1)
     return train[["example_id", "query_id", "product_id", "product_locale", "esci_label", "fold", *TEXT]]
 
@@ -42,7 +51,7 @@ def member_oof(root: Path, name: str) -> pd.DataFrame:
     """All folds' OOF rows of one experiment."""
     parts = sorted((root / name).glob("fold*/oof.parquet"))
     if not parts:
-        raise FileNotFoundError(f"{root / name}: no fold*/oof.parquet; fix: train the experiment first")
+        raise EsciError(f"{root / name}: no fold*/oof.parquet; fix: train the experiment first")
     return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
 
 
@@ -56,7 +65,7 @@ def joined(train: pd.DataFrame, oof: pd.DataFrame) -> pd.DataFrame:
     """OOF predictions on their labelled rows, by example_id; every row must have one."""
     df = train.merge(oof.drop(columns=["fold"], errors="ignore"), on="example_id", how="inner", validate="one_to_one")
     if len(df) != len(train):
-        raise ValueError(f"OOF covers {len(df)} of {len(train)} training rows; fix: finish every fold")
+        raise EsciError(f"OOF covers {len(df)} of {len(train)} training rows; fix: finish every fold")
     return df
 
 

@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 import torch
 from tqdm.auto import tqdm
 
-from . import LOCALES
+from . import LOCALES, EsciError
 from .data import TEXT_FIELDS
 from .io import atomic_path, read_json, write_json
 from .model import encoder_dir
@@ -177,7 +177,7 @@ def token_store(cfg, tokenizer) -> TokenStore:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
         budget = cfg.max_len - (len(template) - 2)  # room left for query + product tokens
         if budget < 2:
-            raise ValueError(f"max_len={cfg.max_len} leaves no room for a query and a product; fix: raise max_len")
+            raise EsciError(f"max_len={cfg.max_len} leaves no room for a query and a product; fix: raise max_len")
         products = load_products(cfg, cfg.fields)
         queries = pd.read_parquet(cfg.data_root / "examples.parquet", columns=["qidx", "query"]) \
             .drop_duplicates("qidx").sort_values("qidx")
@@ -274,7 +274,7 @@ def segments(flat: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndarr
 def longest_first(lq: np.ndarray, lp: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
     """Kept lengths of (query, product) under the fast tokenizers' longest-first rule for a pair."""
     swap = lq > lp
-    short, long = np.where(swap, lp, lq), np.where(swap, lq, lp)
+    short = np.where(swap, lp, lq)
     n_short = short.copy()
     n_long = np.where(short > budget, short, np.maximum(short, budget - short))
     both = n_short + n_long > budget

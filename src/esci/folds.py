@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
-from . import LABELS, LOCALES
+from . import LABELS, LOCALES, EsciError
 
 
 def make_folds(train: pd.DataFrame, n_folds: int = 5, seed: int = 42) -> pd.DataFrame:
     qid, qrow = np.unique(train.query_id.to_numpy(), return_inverse=True)
     if len(qid) < n_folds:
-        raise ValueError(f"{len(qid)} training queries cannot make {n_folds} folds; fix: lower n_folds")
+        raise EsciError(f"{len(qid)} training queries cannot make {n_folds} folds; fix: lower n_folds")
     locales = sorted(set(LOCALES) | set(train.product_locale.unique()))
     # per query: which labels it has, then its locale (one-hot)
     y = np.zeros((len(qid), len(LABELS) + len(locales)), dtype=np.int8)

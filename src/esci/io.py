@@ -1,21 +1,48 @@
 """Atomic file and directory writes, so a crash never leaves a half-written artifact that a later stage reads.
 
 In: a target path and the data (DataFrame, dict, text). Out: the file appears under its final name only when
-complete (written to a temporary name in the same directory, then `os.replace`d). `disk_cached` keeps a
-computed object (tokenized text) under a key, so later runs read it instead of computing it again.
+complete: written to a temporary sibling named after the writing process, flushed to disk (fsync), then
+`os.replace`d, and the folder entry synced too. Temporaries that a killed process left beside the same target are
+removed the next time it is written.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
 import pandas as pd
-import torch
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(path: Path) -> None:
+    """Temporaries of `path` (.<name>.tmp<pid>, .<name>.old<pid>, .<name>.<pid>.<random>) whose process is gone."""
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(?:tmp|old)?(\d+)(?:\.[^.]+)?$")
+    for entry in path.parent.glob(f".{path.name}.*"):
+        m = pattern.match(entry.name)
+        if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -23,12 +50,17 @@ def atomic_path(path: str | Path, is_dir: bool = False):
     """Yield a temporary sibling path; on success it replaces `path`, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) if is_dir else \
+    remove_stale(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent)) if is_dir else \
         path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         yield tmp
         if is_dir:
             tmp.chmod(0o755)  # mkdtemp makes it private
+            for f in tmp.rglob("*"):
+                if f.is_file():
+                    _fsync(f)
+        _fsync(tmp)
         if is_dir and path.exists():
             old = path.with_name(f".{path.name}.old{os.getpid()}")
             os.replace(path, old)
@@ -36,6 +68,7 @@ def atomic_path(path: str | Path, is_dir: bool = False):
             shutil.rmtree(old)
         else:
             os.replace(tmp, path)
+        _fsync(path.parent)
     except BaseException:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -61,18 +94,3 @@ def write_json(obj, path: str | Path) -> None:
 
 def read_json(path: str | Path):
     return json.loads(Path(path).read_text())
-
-
-def disk_cached(cache_dir: Path | None, prefix: str, key_parts: list, build):
-    """build(), saved as <cache_dir>/<prefix>_<hash of key_parts>.pt and loaded from there while the key holds;
-    computed every time when cache_dir is None."""
-    if cache_dir is None:
-        return build()
-    key = hashlib.sha1(json.dumps(key_parts).encode()).hexdigest()[:16]
-    path = Path(cache_dir) / f"{prefix}_{key}.pt"
-    if path.exists():
-        return torch.load(path, weights_only=False)
-    out = build()
-    with atomic_path(path) as tmp:
-        torch.save(out, tmp)
-    return out

@@ -100,14 +100,20 @@ def swapped(model, weights):
         model.load_state_dict(backup)
 
 
-def _rng_state():
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+def _rng_state() -> dict:
+    """Every RNG's state as tensors and numbers, so state.pt loads with weights_only=True (no pickle)."""
+    version, mt, gauss = random.getstate()
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": torch.tensor(mt, dtype=torch.int64), "python_meta": [version, gauss],
+            "numpy": torch.from_numpy(keys.astype(np.int64)), "numpy_meta": [int(pos), int(has_gauss), float(cached)],
+            "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
-def _set_rng_state(s):
-    random.setstate(s["python"])
-    np.random.set_state(s["numpy"])
+def _set_rng_state(s: dict) -> None:
+    random.setstate((s["python_meta"][0], tuple(s["python"].tolist()), s["python_meta"][1]))
+    pos, has_gauss, cached = s["numpy_meta"]
+    np.random.set_state(("MT19937", s["numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(s["torch"])
     if s["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])
@@ -167,7 +173,7 @@ class Loop:
     def resume(self) -> bool:
         if not self.state_path.exists():
             return False
-        st = torch.load(self.state_path, weights_only=False, map_location="cpu")
+        st = torch.load(self.state_path, weights_only=True, map_location="cpu")
         self.raw.load_state_dict(st["model"])
         self.opt.load_state_dict(st["optimizer"])
         self.sched.load_state_dict(st["scheduler"])

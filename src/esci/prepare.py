@@ -1,6 +1,8 @@
 """Prepare stage: resolve the data directory, load and validate once, make the folds once, for every task.
 
-In: config (data_dir, n_folds, seed, sample_if_missing, sample_queries, sample_noise).
+In: config (data_dir, n_folds, seed, sample_if_missing, sample_queries, sample_noise); data_dir="sample" (or
+DATA_DIR=sample) asks for the embedded sample, which is also used when the default input/ holds no ESCI file under
+a profile that allows it (the sample profile); any other folder must hold the files.
 Out: output/<profile>/data/
   examples.parquet    every judgement: example_id, query_id, query, product_id, product_locale, esci_label (null on
                       test rows), small_version, large_version, split, fold (-1 on test rows), qidx (row of its query
@@ -17,15 +19,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .data import FIX_DOWNLOAD, TEXT_FIELDS, DataError, has_esci_files, load_esci
+from . import EsciError
+from .config import ROOT
+from .data import EXAMPLES, PRODUCTS, SOURCES, TEXT_FIELDS, DataError, has_esci_files, load_esci
 from .folds import make_folds
 from .io import read_json, write_json, write_parquet
+from .provenance import describe, fingerprint
 from .sample import write_sample
 from .tasks import TASKS
 
@@ -34,19 +40,26 @@ log = logging.getLogger("esci")
 ROW_VERSIONS = {"small": ("small_version",), "large": ("large_version",), "all": ("small_version", "large_version")}
 
 
-def resolve_data_dir(cfg) -> Path:
-    """The ESCI folder to read; generates the embedded sample when allowed and no files are present."""
+def source_dir(cfg) -> Path:
+    """The folder the tables come from: the embedded sample (output/<profile>/sample_data) when data_dir is
+    "sample", or when it is the default input/ holding no ESCI file under a profile with sample_if_missing;
+    else data_dir itself (a missing file there is an error that names it, never a silent switch to the sample)."""
     data_dir = Path(cfg.data_dir)
-    if has_esci_files(data_dir):
-        return data_dir
-    if not cfg.sample_if_missing:
-        raise DataError(f"{data_dir}: no shopping_queries_dataset_*.parquet files; fix: {FIX_DOWNLOAD}")
-    sample_dir = cfg.profile_dir / "sample_data"
-    if not has_esci_files(sample_dir):
-        info = write_sample(sample_dir, cfg.sample_queries, cfg.seed, cfg.sample_noise)
-        print(f"no ESCI files in {data_dir}: generated the embedded sample ({info['queries']} queries, "
-              f"{info['examples']} examples) in {sample_dir}", flush=True)
-    return sample_dir
+    default = data_dir == ROOT / "input"
+    if cfg.data_dir == "sample" or (cfg.sample_if_missing and default and
+                                    not any((data_dir / f).exists() for f in (EXAMPLES, PRODUCTS))):
+        return cfg.profile_dir / "sample_data"
+    return data_dir
+
+
+def resolve_data_dir(cfg) -> Path:
+    """source_dir, with the embedded sample generated there when it is the sample and not written yet."""
+    data_dir = source_dir(cfg)
+    if data_dir == cfg.profile_dir / "sample_data" and not has_esci_files(data_dir):
+        info = write_sample(data_dir, cfg.sample_queries, cfg.seed, cfg.sample_noise)
+        print(f"generated the embedded sample ({info['queries']} queries, {info['examples']} examples) in "
+              f"{data_dir}", flush=True)
+    return data_dir
 
 
 def column_hash(s: pd.Series) -> str:
@@ -64,12 +77,30 @@ def column_hash(s: pd.Series) -> str:
     return h.hexdigest()[:16]
 
 
+def prepare_fingerprint(cfg) -> dict:
+    """The prepared tables are made from: the source folder and its files (size, modification time) or the
+    sample's settings, and the fold settings."""
+    source = source_dir(cfg)
+    if source == cfg.profile_dir / "sample_data":
+        files = {"sample": [cfg.sample_queries, cfg.seed, cfg.sample_noise]}
+    else:
+        files = {f: [(source / f).stat().st_size, (source / f).stat().st_mtime_ns]
+                 for f in (EXAMPLES, PRODUCTS, SOURCES) if (source / f).exists()}
+    return fingerprint(cfg, ["n_folds", "seed"], source=str(source), files=files)
+
+
 def prepare(cfg) -> Path:
     out = cfg.data_root
     if (out / "summary.json").exists():
-        check_prepared(cfg)
-        log.info("prepared tables in %s are complete; skipping", out)
-        return out
+        try:
+            check_prepared(cfg)
+            log.info("prepared tables in %s are complete; skipping", out)
+            return out
+        except EsciError:
+            if not cfg.force:
+                raise
+        shutil.rmtree(out)
+        print(f"{out}: made from other inputs; force=True: preparing again", flush=True)
     data_dir = resolve_data_dir(cfg)
     examples, products = load_esci(data_dir)
     products = products.rename(columns={v: k for k, v in TEXT_FIELDS.items()})
@@ -88,6 +119,7 @@ def prepare(cfg) -> Path:
     write_parquet(examples, out / "examples.parquet")
     queries = examples.drop_duplicates("qidx").sort_values("qidx")
     summary = dict(data_dir=str(data_dir), n_folds=cfg.n_folds, seed=cfg.seed, examples=len(examples),
+                   fingerprint=prepare_fingerprint(cfg),
                    products=len(products), queries=len(qid), test_labels=len(labels),
                    hashes={"query": column_hash(queries["query"]), "query_locale": column_hash(queries.product_locale),
                            **{f: column_hash(products[f]) for f in (*TEXT_FIELDS, "product_locale")}},
@@ -112,15 +144,12 @@ def check_prepared(cfg) -> dict:
     if not path.exists():
         raise DataError(f"{path}: prepared tables missing; fix: run src/01_prepare.py first")
     summary = read_json(path)
-    source = Path(cfg.data_dir) if has_esci_files(cfg.data_dir) or not cfg.sample_if_missing else \
-        cfg.profile_dir / "sample_data"
-    if summary["data_dir"] != str(source):
-        raise DataError(f"{cfg.data_root}: prepared from {summary['data_dir']}, but the config reads {source}; fix: "
-                        f"another OUTPUT_DIR (or PROFILE) for other data, or delete {cfg.data_root} to remake it")
-    if summary["n_folds"] != cfg.n_folds or summary["seed"] != cfg.seed:
-        raise DataError(f"{cfg.data_root}: folds were made with n_folds={summary['n_folds']}, seed={summary['seed']}; "
-                        f"the config says n_folds={cfg.n_folds}, seed={cfg.seed}; fix: use those values, or another "
-                        f"OUTPUT_DIR for the new ones")
+    source = source_dir(cfg)
+    fp = prepare_fingerprint(cfg) if has_esci_files(source) or source == cfg.profile_dir / "sample_data" else None
+    if summary.get("fingerprint") != fp:
+        what = describe(summary.get("fingerprint", {}), fp) if fp else f"no ESCI files in {source}"
+        raise EsciError(f"{cfg.data_root}: prepared from other inputs ({what}); fix: another OUTPUT_DIR (or PROFILE) "
+                        f"for other data or settings, or prepare again with --force (then retrain with --force)")
     return summary
 
 
@@ -154,20 +183,30 @@ def _split(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return train, rows[rows.split.eq("test")].drop(columns=["esci_label"]).reset_index(drop=True)
 
 
+def _no_rows(version: str, what: str) -> EsciError:
+    return EsciError(f"examples.parquet: no training rows with {version} = 1 ({what}); fix: mark the rows with "
+                     f"{version} = 1 in the examples file, or choose another task or rows setting")
+
+
 def task_rows(examples: pd.DataFrame, task: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, test) rows a task scores: its version's judgements, labelled training rows with their fold."""
-    return _split(examples[examples[TASKS[task].version].eq(1)])
+    train, test = _split(examples[examples[TASKS[task].version].eq(1)])
+    if not len(train):
+        raise _no_rows(TASKS[task].version, f"task {task}")
+    return train, test
 
 
 def experiment_rows(cfg, examples: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, test) rows an experiment trains, validates and predicts: its `rows` version(s), with `weight`
     aug_weight on rows outside its task's version (e.g. task 1 trained on the large version)."""
     if cfg.rows not in ROW_VERSIONS:
-        raise ValueError(f"config key 'rows' is {cfg.rows!r}; fix: use one of {', '.join(ROW_VERSIONS)}")
+        raise EsciError(f"config key 'rows' is {cfg.rows!r}; fix: use one of {', '.join(ROW_VERSIONS)}")
     keep = np.zeros(len(examples), bool)
     for version in ROW_VERSIONS[cfg.rows]:
         keep |= examples[version].eq(1).to_numpy()
     rows = examples[keep]
+    if not rows.split.eq("train").any():
+        raise _no_rows(" or ".join(ROW_VERSIONS[cfg.rows]), f"rows={cfg.rows}")
     in_task = rows[TASKS[cfg.task].version].eq(1)
     rows = rows.assign(weight=np.where(in_task, 1.0, float(cfg.aug_weight)).astype(np.float32))
     return _split(rows)

@@ -32,11 +32,13 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import get_cosine_schedule_with_warmup
 
-from .features import norm_value, product_text, value_ids
-from .io import atomic_path, disk_cached, read_json, write_json
+from . import EsciError
+from .features import norm_value, product_text, tokenizer_fingerprint, value_ids
+from .io import atomic_path, read_json, write_json
 from .loop import EMA, Loop, adamw, batch_order, make_accelerator, pad_tokens, seed_all, shard
 from .model import load_encoder, load_tokenizer
 from .prepare import load_products, prepare
+from .provenance import begin, data_identity, digest, fingerprint, record
 
 log = logging.getLogger("esci")
 
@@ -45,17 +47,6 @@ MLM_FIELDS = ["locale", "title", "brand", "color", "bullets", "description"]
 ATTR_FIELDS = ["locale", "title", "bullets", "description"]
 SPAN_LOCALES = ("us", "es", "jp")  # order of pt_span_mean
 IGNORE = -100
-
-
-def pretrained_dir(cfg) -> Path | None:
-    """The completed pre-training run a fine-tuning config starts from, or None."""
-    if not cfg.init_from:
-        return None
-    run = cfg.profile_dir / cfg.init_from
-    if not (run / "metrics.json").exists():
-        raise FileNotFoundError(f"{run}/metrics.json: pre-training run '{cfg.init_from}' is not complete; fix: run "
-                                f"src/02_pretrain.py with name={cfg.init_from} first, or set init_from=\"\"")
-    return run
 
 
 # ---------------------------------------------------------------- corpora
@@ -269,38 +260,55 @@ class PretrainModel(nn.Module):
         raise ValueError(f"unknown pre-training task {task!r}")
 
 
-def seed_id_tables(model: nn.Module, vocabs: dict, path: Path) -> None:
-    """Copy pre-trained brand/color rows into the fine-tuning model's ID embeddings, matched by normalized value
-    (vocabs: brand / color -> {value: id}, the unit store's)."""
-    tables = torch.load(path, weights_only=True, map_location="cpu")
-    for name in ("brand", "color"):
-        emb, t = getattr(model, name), tables[name]
-        if t["weight"].shape[1] != emb.embedding_dim:
-            raise ValueError(f"{path}: {name} table has dim {t['weight'].shape[1]}, the fine-tuning config has "
-                             f"id_dim={emb.embedding_dim}; fix: use the id_dim of the pre-training run")
-        pairs = torch.tensor([(i, t["vocab"][v]) for v, i in vocabs[name].items() if v in t["vocab"]],
-                             dtype=torch.long).reshape(-1, 2)
-        with torch.no_grad():
-            emb.weight[pairs[:, 0]] = t["weight"][pairs[:, 1]]
-        log.info("%s ID embeddings: %d of %d values seeded from %s", name, len(pairs), len(vocabs[name]), path)
-
-
 # ---------------------------------------------------------------- training
 
 def is_complete(cfg) -> bool:
     return (cfg.run_dir / "metrics.json").exists()
 
 
-def _corpora(cfg, tokenizer, catalog, vocabs, cache: Path) -> tuple[dict, dict]:
-    """(fit, held-out) corpora, built once per (tokenizer, products, config) and cached on disk."""
-    def build():
-        rng = np.random.default_rng(cfg.seed + 2)
-        return (build_corpora(catalog[~catalog.holdout].reset_index(drop=True), tokenizer, cfg, rng, vocabs),
-                build_corpora(catalog[catalog.holdout].reset_index(drop=True), tokenizer, cfg, rng, vocabs))
+def _save_corpora(parts: dict, path: Path) -> None:
+    arrays = {}
+    for part, corpora in parts.items():
+        for task, c in corpora.items():
+            lens = np.array([len(x) for x in c.input_ids], np.int64)
+            arrays[f"{part}.{task}.ids"] = np.concatenate(c.input_ids) if len(lens) else np.zeros(0, np.int32)
+            arrays[f"{part}.{task}.lens"] = lens
+            if c.token_type_ids is not None:
+                arrays[f"{part}.{task}.types"] = np.concatenate(c.token_type_ids) if len(lens) else np.zeros(0, np.int8)
+            if c.labels is not None:
+                arrays[f"{part}.{task}.labels"] = c.labels
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
+
+def _load_corpora(path: Path) -> dict:
+    z = np.load(path, allow_pickle=False)
+    parts: dict = {}
+    for name in z.files:
+        part, task, what = name.split(".")
+        if what != "ids":
+            continue
+        cuts = np.cumsum(z[f"{part}.{task}.lens"])[:-1]
+        types = np.split(z[f"{part}.{task}.types"], cuts) if f"{part}.{task}.types" in z.files else None
+        labels = z[f"{part}.{task}.labels"] if f"{part}.{task}.labels" in z.files else None
+        parts.setdefault(part, {})[task] = Corpus(np.split(z[name], cuts), types, labels)
+    return parts
+
+
+def _corpora(cfg, tokenizer, catalog, vocabs, cache: Path) -> tuple[dict, dict]:
+    """(fit, held-out) corpora, built once per (data content, tokenizer, config) and cached on disk as arrays."""
     keys = [k for k in sorted(cfg) if k.startswith("pt_") and k not in ("pt_epochs", "pt_lr", "pt_weights")]
-    return disk_cached(cache, "pt", [getattr(tokenizer, "name_or_path", ""), len(tokenizer), cfg.max_len, cfg.seed,
-                                     catalog.product_id.tolist(), [cfg[k] for k in keys]], build)
+    key = digest(["pt", read_json(cfg.data_root / "summary.json")["hashes"], tokenizer_fingerprint(cfg.model_dir, tokenizer),
+                  cfg.max_len, cfg.seed, {k: cfg[k] for k in keys}])
+    path = cache / f"pt_{key}.npz"
+    if not path.exists():
+        rng = np.random.default_rng(cfg.seed + 2)
+        _save_corpora({"fit": build_corpora(catalog[~catalog.holdout].reset_index(drop=True), tokenizer, cfg, rng,
+                                            vocabs),
+                       "held": build_corpora(catalog[catalog.holdout].reset_index(drop=True), tokenizer, cfg, rng,
+                                             vocabs)}, path)
+    parts = _load_corpora(path)
+    return parts.get("fit", {}), parts.get("held", {})
 
 
 @torch.no_grad()
@@ -331,12 +339,24 @@ def evaluate(model, held: dict, cfg, tokenizer, accelerator, pad_id: int, specia
     return {name: round(v / max(n, 1), 5) for name, (v, n) in sums.items()}
 
 
+# what a pre-training run depends on besides the data (fine-tuning keys such as lr or epochs do not count)
+PRETRAIN_KEYS = ["seed", "model_dir", "max_len", "id_dim", "head_lr", "warmup_ratio", "max_grad_norm", "grad_accum",
+                 "ema", "ema_decay", "precision", "pad_multiple", "bucket"]
+
+
+def pretrain_fingerprint(cfg) -> dict:
+    prepare(cfg)
+    return fingerprint(cfg, PRETRAIN_KEYS + [k for k in cfg if k.startswith("pt_")], data=data_identity(cfg))
+
+
 def pretrain(cfg) -> dict:
     out = cfg.run_dir
-    if is_complete(cfg):
+    fp = pretrain_fingerprint(cfg)
+    if begin(out, fp, cfg.force, is_complete(cfg)):
         log.info("%s is complete; skipping", out)
         return read_json(out / "metrics.json")
     accelerator = make_accelerator(cfg, find_unused=True)
+    accelerator.wait_for_everyone()
     seed_all(cfg.seed + accelerator.process_index)
     catalog = load_catalog(cfg)
     fit_products = catalog[~catalog.holdout]
@@ -344,7 +364,7 @@ def pretrain(cfg) -> dict:
     tokenizer = load_tokenizer(cfg.model_dir)
     fit, held = _corpora(cfg, tokenizer, catalog, vocabs, cfg.profile_dir / "cache")
     if not fit:
-        raise ValueError(f"{cfg.name}: every pre-training task is switched off; fix: enable one of pt_mlm, pt_p2q, "
+        raise EsciError(f"{cfg.name}: every pre-training task is switched off; fix: enable one of pt_mlm, pt_p2q, "
                          f"pt_brand, pt_color, pt_simcse")
     log.info("pre-training corpora (fit / held-out rows): %s, %d products (%d held out), %d brands, %d colors",
              {t: (len(fit[t]), len(held[t])) for t in fit}, len(catalog), int(catalog.holdout.sum()),
@@ -380,6 +400,7 @@ def pretrain(cfg) -> dict:
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.json")
+        record(out, fp)
 
     def score():
         info = evaluate(model, held, cfg, tokenizer, accelerator, pad_id, special_ids)
@@ -418,6 +439,8 @@ def pretrain(cfg) -> dict:
         metrics = {"name": cfg.name, "start": history[0], "best": history[progress.get("best_at", -1)],
                    "history": history, "steps": progress["step"],
                    "rows": {t: [len(fit[t]), len(held[t])] for t in fit}}
+        if torch.cuda.is_available():
+            metrics["peak_gpu_mem_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
         write_json(metrics, out / "metrics.json")
         (out / "best.pt").unlink()  # exported above
         log.info("pre-training done: start %s, best %s", metrics["start"], metrics["best"])

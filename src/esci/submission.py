@@ -11,16 +11,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from . import LABEL_NAMES
+from . import LABEL_NAMES, EsciError
 from .io import write_csv
 
 COLUMNS = {1: ["query_id", "product_id"], 2: ["example_id", "esci_label"], 3: ["example_id", "substitute_label"]}
 ALLOWED = {2: set(LABEL_NAMES.values()), 3: {"substitute", "no_substitute"}}
 
 
-class SubmissionError(ValueError):
+class SubmissionError(EsciError):
     pass
 
 
@@ -47,9 +48,16 @@ def write_task3(pred: pd.DataFrame, path: str | Path) -> pd.DataFrame:
     return out
 
 
-def _first(values) -> str:
-    values = list(values)
-    return f"{len(values)} (first: {values[0]})"
+FIX_LABELS = {2: "use exact, substitute, complement or irrelevant (esci.LABEL_NAMES maps E/S/C/I to them)",
+              3: "use substitute or no_substitute (S -> substitute; E, C and I -> no_substitute)"}
+
+
+def _first(df: pd.DataFrame, mask, cols: list[str], where: str = "at row") -> str:
+    """"N (first: values at row r)" for the rows where mask holds (r counts data rows of the file from 0)."""
+    mask = np.asarray(mask)
+    row = df[cols][mask].iloc[0]
+    at = f" {where} {int(mask.argmax())}" if where else ""
+    return f"{int(mask.sum())} (first: {', '.join(str(v) for v in row)}{at})"
 
 
 def validate(task: int, path: str | Path, test: pd.DataFrame) -> dict:
@@ -57,33 +65,41 @@ def validate(task: int, path: str | Path, test: pd.DataFrame) -> dict:
     path = Path(path)
     if not path.exists():
         raise SubmissionError(f"{path}: submission file not found; fix: run the submission stage")
-    sub = pd.read_csv(path, dtype={"product_id": str})
+    if path.stat().st_size == 0:
+        raise SubmissionError(f"{path}: file is empty; fix: run the submission stage again")
+    try:
+        sub = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise SubmissionError(f"{path}: not a readable CSV ({type(e).__name__}); fix: write it with "
+                              f"esci.submission.write_task{task}") from None
     if list(sub.columns) != COLUMNS[task]:
         raise SubmissionError(f"{path}: columns {list(sub.columns)}, expected {COLUMNS[task]}; "
                               f"fix: write it with esci.submission.write_task{task}")
-    if task == 1:
-        got = list(zip(sub.query_id, sub.product_id))
-        want = set(zip(test.query_id, test.product_id))
-        what = "(query_id, product_id) pairs"
-    else:
-        got = list(sub.example_id)
-        want = set(test.example_id)
-        what = "example_ids"
-        bad = ~sub[COLUMNS[task][1]].isin(ALLOWED[task])
+    key = COLUMNS[task][:2] if task == 1 else COLUMNS[task][:1]
+    ids = key[0]
+    bad = ~sub[ids].str.fullmatch(r"-?\d+")
+    if bad.any():
+        raise SubmissionError(f"{path}: column '{ids}' has values that are not integer ids: "
+                              f"{_first(sub, bad, [ids])}; fix: write ids as integers (14780, not 14780.0)")
+    sub[ids] = sub[ids].astype(np.int64)
+    if task != 1:
+        col = COLUMNS[task][1]
+        bad = ~sub[col].isin(ALLOWED[task])
         if bad.any():
-            raise SubmissionError(f"{path}: column '{COLUMNS[task][1]}' has values outside "
-                                  f"{sorted(ALLOWED[task])}: {_first(sub[COLUMNS[task][1]][bad].unique())}; "
-                                  f"fix: map labels with esci.LABEL_NAMES")
-    seen = pd.Series(got)
-    dup = seen[seen.duplicated()]
-    if len(dup):
-        raise SubmissionError(f"{path}: {_first(dup)} duplicated {what}; fix: one row per test item")
-    unknown = set(got) - want
-    if unknown:
-        raise SubmissionError(f"{path}: {_first(sorted(unknown))} {what} not in the test set; "
+            raise SubmissionError(f"{path}: column '{col}' has values outside {sorted(ALLOWED[task])}: "
+                                  f"{_first(sub, bad, [col])}; fix: {FIX_LABELS[task]}")
+    what = "(query_id, product_id) pairs" if task == 1 else "example_ids"
+    dup = sub.duplicated(key)
+    if dup.any():
+        raise SubmissionError(f"{path}: {_first(sub, dup, key)} duplicated {what}; fix: one row per test item")
+    want = test[key].astype({ids: np.int64, **({"product_id": str} if task == 1 else {})})
+    got_idx, want_idx = pd.MultiIndex.from_frame(sub[key]), pd.MultiIndex.from_frame(want)
+    unknown = ~got_idx.isin(want_idx)
+    if unknown.any():
+        raise SubmissionError(f"{path}: {_first(sub, unknown, key)} {what} not in the test set; "
                               f"fix: predict for the test split of the task's version only")
-    missing = want - set(got)
-    if missing:
-        raise SubmissionError(f"{path}: {_first(sorted(missing))} {what} of the test set missing; "
+    missing = ~want_idx.isin(got_idx)
+    if missing.any():
+        raise SubmissionError(f"{path}: {_first(want, missing, key, '')} {what} of the test set missing; "
                               f"fix: every test item needs exactly one prediction")
     return {"rows": len(sub), "file": str(path)}

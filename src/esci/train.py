@@ -28,9 +28,9 @@ from transformers import get_cosine_schedule_with_warmup
 from .features import Features, features_for, token_store, unit_store
 from .io import atomic_path, read_json, write_json, write_parquet
 from .loop import EMA, Loop, adamw, batch_order, make_accelerator, seed_all, shard
-from .model import CrossEncoder, load_encoder, load_tokenizer
-from .pretrain import pretrained_dir, seed_id_tables
+from .model import CrossEncoder, load_encoder, load_tokenizer, pretrained_dir, seed_id_tables
 from .prepare import experiment_rows, load_examples
+from .provenance import begin, fold_fingerprint, record
 from .tasks import HEADS, METRIC_NAME, TASKS, outputs_frame, targets, task_metric
 
 log = logging.getLogger("esci")
@@ -113,6 +113,8 @@ def compute_loss(cfg, model, batch):
 @torch.no_grad()
 def predict(model, feats: Features, cfg, accelerator, desc: str = "predict") -> torch.Tensor:
     """Outputs in row order; rows go length-sorted, batches are spread over processes and gathered."""
+    if len(feats) == 0:
+        return torch.zeros(0, HEADS[cfg.head].n_out)
     model.eval()
     order = np.argsort(feats.lengths, kind="stable") if cfg.bucket else np.arange(len(feats))
     batches = [order[i:i + cfg.eval_batch_size] for i in range(0, len(order), cfg.eval_batch_size)]
@@ -140,7 +142,7 @@ def _setup(cfg, fold: int):
     fit = train[train.fold != fold].reset_index(drop=True)
     val = train[train.fold == fold].reset_index(drop=True)
     if cfg.exclude_from:
-        issues = pd.read_parquet(cfg.profile_dir / cfg.exclude_from / "label_issues.parquet")
+        issues = pd.read_parquet(cfg.run_root / cfg.exclude_from / "label_issues.parquet")
         dropped = fit.example_id.isin(issues.example_id)
         log.info("fold %d: %d training rows dropped as label issues (from %s)", fold, int(dropped.sum()),
                  cfg.exclude_from)
@@ -164,10 +166,12 @@ def _setup(cfg, fold: int):
 
 def train_fold(cfg, fold: int) -> dict:
     out = fold_dir(cfg, fold)
-    if is_complete(cfg, fold):
+    fp = fold_fingerprint(cfg)
+    if begin(out, fp, cfg.force, is_complete(cfg, fold)):
         log.info("%s is complete; skipping", out)
         return read_json(out / "metrics.json")
     accelerator = make_accelerator(cfg)
+    accelerator.wait_for_everyone()  # a stale fold is removed before anyone writes
     seed_all(cfg.seed + max(fold, 0) * 1000 + accelerator.process_index)
     fit, val, test, feats, model, stores = _setup(cfg, fold)
     y, w = targets(fit, cfg.head), fit.weight.to_numpy(np.float32)
@@ -185,6 +189,7 @@ def train_fold(cfg, fold: int) -> dict:
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.json")
+        record(out, fp)
     selects = f"task{cfg.task}_{METRIC_NAME[cfg.task]}"
 
     def evaluate():
@@ -227,6 +232,8 @@ def train_fold(cfg, fold: int) -> dict:
         metrics.update(fold_metrics(cfg.head, val, oof))
         if selects in metrics:
             metrics[METRIC_NAME[cfg.task]] = metrics[selects]
+    if torch.cuda.is_available():
+        metrics["peak_gpu_mem_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
     if accelerator.is_main_process:
         if len(val):
             write_parquet(oof, out / "oof.parquet")
@@ -241,12 +248,18 @@ def train_fold(cfg, fold: int) -> dict:
 def _fgm_step(cfg, model, raw, batch, accelerator):
     """Fast Gradient Method: loss again with word embeddings moved by eps * g / ||g||, gradients added."""
     emb = raw.word_embeddings().weight
-    if emb.grad is None:
+    norm = emb.grad.norm() if emb.grad is not None else None
+    if norm is None or not torch.isfinite(norm) or norm == 0:
+        if "fgm" not in _WARNED:
+            _WARNED.add("fgm")
+            log.warning("FGM skipped a step: the word embeddings have no finite, non-zero gradient (norm %s); "
+                        "later skips are not reported", None if norm is None else float(norm))
         return
-    norm = emb.grad.norm()
-    if not torch.isfinite(norm) or norm == 0:
-        return
-    delta = cfg.fgm_eps * emb.grad / norm
-    emb.data.add_(delta)
+    rows = emb.grad.abs().sum(1).nonzero().squeeze(1)  # the batch's tokens; the others have no gradient
+    backup = emb.data[rows].clone()  # restored exactly (adding and subtracting delta would leave float residue)
+    emb.data[rows] += cfg.fgm_eps * emb.grad[rows] / norm
     accelerator.backward(compute_loss(cfg, model, batch) / cfg.grad_accum)
-    emb.data.sub_(delta)
+    emb.data[rows] = backup
+
+
+_WARNED: set = set()

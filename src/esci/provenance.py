@@ -1,0 +1,113 @@
+"""What a result was made from, so that a rerun reuses it only when that still holds.
+
+Each stage that skips finished work writes `fingerprint.json` beside its outputs when it starts: the resolved
+config keys that can change the result, the identity of its inputs (the prepared data's content hashes, the
+fingerprint of a pre-training run it starts from, the label issues it drops) and CODE_VERSION. On a rerun
+`begin()` compares: the same -> the result is reused (or a killed run resumes); different -> one line naming what
+changed and the fix (another run name, or force=True / --force to redo it), never a silent reuse.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from . import EsciError
+from .io import read_json, write_json
+
+CODE_VERSION = 2  # bump when a change alters what a stage makes from the same inputs
+# keys that change where or how fast a result is made, not what it is
+RUN_ONLY = {"profile", "name", "fold", "force", "data_dir", "output_dir", "threads", "save_every",
+            "eval_batch_size", "compile", "members", "blend_steps", "clean_frac", "sample_queries", "sample_noise",
+            "sample_if_missing"}
+FIX = "fix: give this run another name=..., or add --force (drivers: OVERRIDES=\"force=True\") to redo it"
+
+
+def digest(obj) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def fingerprint(cfg, keys=None, **inputs) -> dict:
+    """keys: the config keys that matter (default: all but RUN_ONLY); inputs: identities of upstream results."""
+    keys = sorted(k for k in cfg if k not in RUN_ONLY) if keys is None else sorted(keys)
+    return {"code": CODE_VERSION, "config": {k: cfg[k] for k in keys}, "inputs": inputs}
+
+
+def describe(old: dict, new: dict) -> str:
+    """The first few differences, e.g. "lr 2e-05 -> 3e-05, data changed"."""
+    out = []
+    for part in ("config", "inputs"):
+        a, b = old.get(part, {}), new.get(part, {})
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                out.append(f"{k} {a.get(k)!r} -> {b.get(k)!r}" if part == "config" else f"{k} changed")
+    if old.get("code") != new.get("code"):
+        out.append(f"code version {old.get('code')} -> {new.get('code')}")
+    return ", ".join(out[:4]) + (f" and {len(out) - 4} more" if len(out) > 4 else "")
+
+
+def stale(folder: Path, fp: dict) -> str | None:
+    """None when the folder is missing or empty, or was made from fp; else what differs."""
+    if not folder.exists() or not any(folder.iterdir()):
+        return None
+    path = folder / "fingerprint.json"
+    old = read_json(path) if path.exists() else {}
+    if old == fp:
+        return None
+    return describe(old, fp) if old else "made by a version of this project that kept no fingerprint"
+
+
+def begin(folder: Path, fp: dict, force: bool, complete: bool) -> bool:
+    """True: the folder holds a finished result made from fp (skip the stage). False: start or resume here; a
+    result made from other inputs is removed first with force, and refused (EsciError) without."""
+    what = stale(folder, fp)
+    if what is None:
+        return complete
+    if not force:
+        raise EsciError(f"{folder}: made from other inputs ({what}); {FIX}")
+    if os.environ.get("RANK", "0") == "0":  # one process removes it
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"{folder}: made from other inputs ({what}); force=True: redoing it", flush=True)
+    return False
+
+
+def record(folder: Path, fp: dict) -> None:
+    write_json(fp, folder / "fingerprint.json")
+
+
+def data_identity(cfg) -> str:
+    """The prepared tables' identity (their content hashes and fold settings)."""
+    summary = read_json(cfg.data_root / "summary.json")
+    return digest({k: summary[k] for k in ("hashes", "n_folds", "seed", "examples", "fingerprint")})
+
+
+def fold_fingerprint(cfg) -> dict:
+    """What a fine-tuned fold of cfg is made from: its config, the data, the pre-training run, the label issues."""
+    inputs = {"data": data_identity(cfg)}
+    if cfg.init_from:
+        inputs["init_from"] = digest(read_json(cfg.run_root / cfg.init_from / "fingerprint.json"))
+    if cfg.exclude_from:
+        inputs["exclude_from"] = file_digest(cfg.run_root / cfg.exclude_from / "label_issues.parquet")
+    keys = [k for k in cfg if k not in RUN_ONLY and not k.startswith("pt_")]
+    return fingerprint(cfg, keys, **inputs)
+
+
+def check_fold(cfg, fold_dir: Path) -> None:
+    """A finished fold read by a later stage (blend, cleaning) must have been made from cfg's inputs."""
+    path = fold_dir / "fingerprint.json"
+    old = read_json(path) if path.exists() else {}
+    new = fold_fingerprint(cfg)
+    if old != new:
+        what = describe(old, new) if old else "made by a version of this project that kept no fingerprint"
+        raise EsciError(f"{fold_dir}: made from other inputs than {cfg.name} asks for now ({what}); fix: rerun "
+                        f"src/03_train.py for it (with --force), or restore the config it was made with")
