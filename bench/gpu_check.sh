@@ -28,8 +28,11 @@
 # gpu_check.json: ok, failed_step, error, dry_run, device, versions, model, throughput.{eager,compile} (ex/s of the
 # four loops, ratios), fold (kill step, where it resumed, steps, micro-F1 of the resumed and the uninterrupted run
 # and their difference, metric history before the kill and after the resume, peak GPU memory), pretrain (steps,
-# held-out MLM loss, peak GPU memory), wall_s of each part. A failing part stops the check: the JSON is still
-# written (what was measured so far, failed_step naming the part), the part's log tail is printed, exit 1.
+# held-out MLM loss, peak GPU memory), wall_s of each part. A failed part (non-zero exit, timeout, no resume) is
+# named on stderr with its log's tail; the parts that do not need it still run (one GPU call should bring back all
+# it can), then the JSON is written with failed_step (the first) and failures (all), and the script exits 1.
+# install or env failing ends the check at once. With no failure the JSON's figures are checked (kill and
+# resume happened, steps equal, peak memory present, ...), and a failed check is failed_step "checks", exit 1.
 # On a GPU the resumed and uninterrupted metrics may differ slightly (atomics in EmbeddingBag's backward): the
 # difference is recorded, not asserted.
 #
@@ -40,7 +43,7 @@
 # Environment: PYTHON (default python3), MODEL_DIR (default .gpu/minilm if present, else the packaged MiniLM;
 # tiny in a dry run), BUDGET_S, DRY_RUN=1, PARTS (subset of "throughput fold pretrain compile", default all: for
 # a rerun of one part on a warm machine).
-set -euo pipefail
+set -eEuo pipefail  # -E: the ERR trap (record, report, exit 1) also fires inside functions
 export PYTHONUNBUFFERED=1
 
 [ $# -ge 1 ] && [ $# -le 2 ] || { sed -n '4,7p' "$0" >&2; exit 2; }
@@ -51,7 +54,8 @@ OUT=$(cd "$1" && pwd)
 WORK=${2:-$OUT/work}
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
-rm -rf "$WORK"/{site,logs,sample,out,out_straight,hf,inductor,triton} "$WORK"/*.json "$WORK"/*.txt "$WORK"/steps.tsv
+rm -rf "$WORK"/{site,logs,sample,out,out_straight,hf,inductor,triton} \
+  "$WORK"/{env,tp_eager,tp_compile,kill}.json "$WORK"/{fold_args,pt_args,failed}.txt "$WORK/steps.tsv"
 mkdir -p "$WORK/logs"
 : > "$WORK/steps.tsv"
 LOG=$OUT/gpu_check.log
@@ -94,23 +98,30 @@ compgen -G ".gpu/wheels/*.whl" > /dev/null && WHEELS=1
 
 report() {
   $PY bench/gpu_report.py report --work "$WORK" --out "$OUT/gpu_check.json" --dry-run "$DRY" --kill-at "$KILL" \
-    --budget "$BUDGET_S" --t0 "$T0" --parts "$PARTS" --wheels "$WHEELS" --parallel "${PARALLEL:-1}" "$@"
+    --budget "$BUDGET_S" --t0 "$T0" --parts "$PARTS" --wheels "$WHEELS" --parallel "${PARALLEL:-1}"
 }
 
-# fail STEP MESSAGE: the JSON so far (failed_step = STEP), the step's log tail, exit 1. Inside a chain (a background
-# subshell) it only leaves STEP for the main shell in WORK/failed.txt.
-fail() {
-  trap - ERR
+# failed STEP MESSAGE: records a failed part in WORK/failed.txt (the report names the first as failed_step) and
+# prints the tail of its log. The parts that do not need it still run; the check exits 1 at the end.
+failed() {
+  printf '%s\t%s\n' "$1" "$2" >> "$WORK/failed.txt"
   echo "FAILED: $1: $2" >&2
-  if [ -n "${CHAIN:-}" ]; then printf '%s\t%s\n' "$1" "$2" >> "$WORK/failed.txt"; exit 1; fi
-  [ -f "$WORK/logs/$1.log" ] && { echo "--- last lines of $WORK/logs/$1.log:" >&2; tail -n 40 "$WORK/logs/$1.log" >&2; }
-  report --failed "$1" --error "$2" || true
-  exit 1
+  if [ -f "$WORK/logs/$1.log" ]; then
+    echo "--- last lines of $WORK/logs/$1.log:" >&2
+    tail -n 30 "$WORK/logs/$1.log" | tr '\r' '\n' | tail -n 30 >&2
+  fi
 }
-trap 'fail "script" "line $LINENO: a command failed"' ERR
+# finish: the JSON and the summary (the report checks the results when nothing failed); exit 1 on any failure
+finish() {
+  trap - ERR
+  report || { echo "FAILED: ${1:-see failed_step and error in $OUT/gpu_check.json}" >&2; exit 1; }
+  exit 0
+}
+trap 'failed script "line $LINENO: a command failed"; finish' ERR
 
 # run_step NAME CAP CMD...: CMD under `timeout` (CAP seconds, less when the budget ends sooner), its output in
 # WORK/logs/NAME.log (then appended to OUTDIR/gpu_check.log); "NAME rc seconds" in WORK/steps.tsv; returns its status
+# (124: timed out; 125: not started, the budget being spent)
 run_step() {
   local name=$1 cap=$2 left rc=0 t0 wall
   shift 2
@@ -118,33 +129,41 @@ run_step() {
   [ "$cap" -le "$left" ] || cap=$left
   if [ "$cap" -lt 15 ]; then
     echo "$name: not started, the budget (BUDGET_S=$BUDGET_S) is spent" | tee "$WORK/logs/$name.log"
-    return 124
+    return 125
   fi
   echo "[$(date +%T)] $name: start (timeout ${cap}s)"
   t0=$(date +%s.%N)
   { echo "\$ $*"; timeout --kill-after=10 "$cap" "$@"; } > "$WORK/logs/$name.log" 2>&1 || rc=$?
   wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+  if [ "$rc" = 124 ]; then printf '\n%s: timed out after %ss\n' "$name" "$cap" >> "$WORK/logs/$name.log"; fi
   printf '%s\t%s\t%s\n' "$name" "$rc" "$wall" >> "$WORK/steps.tsv"
   { printf '\n===== %s (exit %s, %s s)\n' "$name" "$rc" "$wall"; cat "$WORK/logs/$name.log"; } >> "$LOG"
   echo "[$(date +%T)] $name: exit $rc, ${wall}s"
-  [ "$rc" = 124 ] && echo "$name: timed out after ${cap}s" >> "$WORK/logs/$name.log"
   return "$rc"
 }
-step() { run_step "$@" || fail "$1" "exit status $?"; }
+# step NAME CAP CMD...: run_step; a failure is recorded and returned (callers say what stops: `|| finish`, ...)
+step() {
+  local rc=0
+  run_step "$@" || rc=$?
+  local why=""
+  [ "$rc" != 124 ] || why=" (timed out)"
+  [ "$rc" != 125 ] || why=" (not started: the budget is spent)"
+  [ "$rc" = 0 ] || { failed "$1" "exit status $rc$why"; return 1; }
+}
 
 echo "gpu_check: $([ $DRY = 1 ] && echo 'DRY RUN (no GPU)' || echo GPU), parts: $PARTS, budget ${BUDGET_S}s," \
      "model ${MODEL:-packaged MiniLM}; output $OUT, work $WORK"
 
-# --- set-up: what the image lacks, and what ran
+# --- set-up: what the image lacks, and what ran (nothing goes on without them)
 if [ $WHEELS = 1 ]; then
   step install 60 $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target "$WORK/site" .gpu/wheels/*.whl
+    --target "$WORK/site" .gpu/wheels/*.whl || finish
 fi
-step env 90 $PY bench/gpu_report.py env "$WORK/env.json" "$MODEL"
+step env 90 $PY bench/gpu_report.py env "$WORK/env.json" "$MODEL" || finish
 
 # --- throughput, no compile
 if want throughput; then
-  step tp_eager 150 $PY bench/throughput.py "${TP[@]}" --json "$WORK/tp_eager.json"
+  step tp_eager 150 $PY bench/throughput.py "${TP[@]}" --json "$WORK/tp_eager.json" || true
 fi
 
 # --- the real stages
@@ -155,64 +174,62 @@ printf '%s\n' "${FOLD[@]}" > "$WORK/fold_args.txt"
 printf '%s\n' "${PT[@]}" > "$WORK/pt_args.txt"
 # chain A: the fold killed at step KILL, then resumed; chain B: the same fold uninterrupted, then pre-training.
 # Separate output dirs (each builds its own feature stores); side by side on the one GPU unless its compute mode
-# is exclusive. In a chain, fail() leaves the failing step in WORK/failed.txt and ends the chain.
+# is exclusive. A failed step ends its chain (the next needs it), not the other chain.
 chain_a() {
-  CHAIN=1
-  local rc=0 dir=$WORK/out/full/t2_a/fold0
-  step prepare 90 $PY src/01_prepare.py configs/full.py "${COMMON[@]}" "output_dir=$WORK/out"
+  local rc=0 dir
+  step prepare 90 $PY src/01_prepare.py configs/full.py "${COMMON[@]}" "output_dir=$WORK/out" || return 1
   run_step fold_killed 240 env ESCI_FAIL_AT_STEP=$KILL $PY src/03_train.py "${FOLD[@]}" "output_dir=$WORK/out" \
     || rc=$?
+  # output/<profile>/<backbone>/<name>/fold0
+  dir=$(compgen -G "$WORK/out/full/*/t2_a/fold0" | head -n 1 || true)
+  [ -n "$dir" ] || dir=$WORK/out/full/t2_a/fold0
   printf '{"rc": %s, "state_pt": %s, "metrics_json": %s}\n' "$rc" \
     "$([ -f "$dir/state.pt" ] && echo true || echo false)" \
     "$([ -f "$dir/metrics.json" ] && echo true || echo false)" > "$WORK/kill.json"
-  [ "$rc" = 3 ] || fail fold_killed "exit status $rc, expected 3 (ESCI_FAIL_AT_STEP=$KILL)"
-  [ -f "$dir/state.pt" ] && [ ! -f "$dir/metrics.json" ] \
-    || fail fold_killed "after the kill: state.pt missing or metrics.json present in $dir"
-  step fold_resumed 200 $PY src/03_train.py "${FOLD[@]}" "output_dir=$WORK/out"
-  grep -q "resumed at epoch [0-9]*, step $KILL " "$WORK/logs/fold_resumed.log" \
-    || fail fold_resumed "no 'resumed at epoch E, step $KILL' in its log"
+  if [ "$rc" != 3 ]; then failed fold_killed "exit status $rc, expected 3 (ESCI_FAIL_AT_STEP=$KILL)"; return 1; fi
+  if [ ! -f "$dir/state.pt" ] || [ -f "$dir/metrics.json" ]; then
+    failed fold_killed "after the kill: state.pt missing or metrics.json present in $dir"
+    return 1
+  fi
+  step fold_resumed 200 $PY src/03_train.py "${FOLD[@]}" "output_dir=$WORK/out" || return 1
+  if ! grep -q "resumed at epoch [0-9]*, step $KILL " "$WORK/logs/fold_resumed.log"; then
+    failed fold_resumed "no 'resumed at epoch E, step $KILL' in its log"
+    return 1
+  fi
 }
 chain_b() {
-  CHAIN=1
-  step prepare_b 90 $PY src/01_prepare.py configs/full.py "${COMMON[@]}" "output_dir=$WORK/out_straight"
+  step prepare_b 90 $PY src/01_prepare.py configs/full.py "${COMMON[@]}" "output_dir=$WORK/out_straight" \
+    || return 1
   if want fold; then
-    step fold_straight 240 $PY src/03_train.py "${FOLD[@]}" "output_dir=$WORK/out_straight" name=t2_a_straight
+    step fold_straight 240 $PY src/03_train.py "${FOLD[@]}" "output_dir=$WORK/out_straight" name=t2_a_straight \
+      || true
   fi
   if want pretrain; then
-    step pretrain 150 $PY src/02_pretrain.py "${PT[@]}"
+    step pretrain 150 $PY src/02_pretrain.py "${PT[@]}" || true
   fi
-}
-chains_failed() {
-  if [ -f "$WORK/failed.txt" ]; then
-    IFS=$'\t' read -r s m < "$WORK/failed.txt"
-    fail "$s" "$m"
-  fi
-  fail stages "a chain of the stages failed (see $LOG)"
 }
 PARALLEL=1
 if [ $DRY = 0 ] && command -v nvidia-smi > /dev/null; then
-  mode=$(nvidia-smi --query-gpu=compute_mode --format=csv,noheader 2> /dev/null | head -n 1) || mode=
+  mode=$(nvidia-smi --query-gpu=compute_mode --format=csv,noheader 2> /dev/null | head -n 1 || true)
   [ -z "$mode" ] || [ "$mode" = Default ] || PARALLEL=0
 fi
 if want fold || want pretrain; then
-  step sample 60 $PY -m esci.sample --queries 300 --out "$WORK/sample"
-  pids=()
-  if want fold; then
-    chain_a &
+  if step sample 60 $PY -m esci.sample --queries 300 --out "$WORK/sample"; then
+    pids=()
+    if want fold; then
+      chain_a &
+      pids+=($!)
+      [ $PARALLEL = 1 ] || wait "${pids[@]}" || true
+    fi
+    chain_b &
     pids+=($!)
-    if [ $PARALLEL = 0 ]; then wait "${pids[0]}" || chains_failed; pids=(); fi
+    wait "${pids[@]}" || true  # each chain recorded its failures
   fi
-  chain_b &
-  pids+=($!)
-  ok=1
-  for p in "${pids[@]}"; do wait "$p" || ok=0; done
-  [ $ok = 1 ] || chains_failed
 fi
 
 # --- throughput with torch.compile (last: compiling XLM-R large takes the longest)
 if want compile; then
-  step tp_compile 300 $PY bench/throughput.py "${TP[@]}" --compile --json "$WORK/tp_compile.json"
+  step tp_compile 300 $PY bench/throughput.py "${TP[@]}" --compile --json "$WORK/tp_compile.json" || true
 fi
 
-trap - ERR
-report || { echo "FAILED: checks (see error in $OUT/gpu_check.json)" >&2; exit 1; }
+finish

@@ -2,10 +2,11 @@
 
   python bench/gpu_report.py env PATH MODEL_DIR     versions, device, the precision and optimizer the project
                                                     picks there, and the encoder loaded from MODEL_DIR -> PATH
-  python bench/gpu_report.py report --work W --out PATH [--failed STEP --error MSG] ...
+  python bench/gpu_report.py report --work W --out PATH ...
                                                     gathers W's results into PATH (every field present, null when
-                                                    not measured), checks them unless --failed, prints a summary;
-                                                    exits 1 when a check fails
+                                                    not measured), with the failed parts listed in W/failed.txt
+                                                    (else it checks the results), prints a summary; exits 1 when a
+                                                    part or a check failed
 `report` needs only the standard library, so it still writes the JSON when the stages' packages are broken.
 """
 from __future__ import annotations
@@ -69,7 +70,8 @@ def env(path: str, model_dir: str) -> None:
                  f"\"dtype\": \"float32\" (bench/gpu_assets.sh writes it)")
     opt = adamw([{"params": [torch.nn.Parameter(torch.zeros(1, device="cuda" if cuda else "cpu"))]}])
     info = {"versions": versions, "iterstrat_from": str(Path(iterstrat.__file__).parent.parent), "device": device,
-            "model_dir": model_dir, "model_from": "tiny random BERT" if model_dir == "tiny" else str(encoder_dir(model_dir)),
+            "model_dir": model_dir,
+            "model_from": "tiny random BERT" if model_dir == "tiny" else str(encoder_dir(model_dir)),
             "model_dtype": str(enc.dtype).replace("torch.", ""),
             "model_params_m": sum(p.numel() for p in enc.parameters()) / 1e6, "precision": precision(cfg),
             "fused_adamw": bool(opt.defaults.get("fused"))}
@@ -105,8 +107,14 @@ def same_history(a: list[dict], b: list[dict], tol: float) -> bool | None:
     return True
 
 
+def run_dir(out: Path, name: str) -> Path:
+    """out/<profile>/<backbone>/<name> (out/<profile>/<name> before runs were kept per backbone)."""
+    hits = [p for p in [*sorted(out.glob(f"{PROFILE}/*/{name}")), out / PROFILE / name] if p.is_dir()]
+    return hits[0] if hits else out / PROFILE / name
+
+
 def fold_part(work: Path, kill_at: int, dry: bool) -> dict:
-    runs = work / "out" / PROFILE / FOLD_NAME / "fold0", work / "out_straight" / PROFILE / STRAIGHT_NAME / "fold0"
+    runs = run_dir(work / "out", FOLD_NAME) / "fold0", run_dir(work / "out_straight", STRAIGHT_NAME) / "fold0"
     m, s = read(runs[0] / "metrics.json"), read(runs[1] / "metrics.json")
     resumed = None
     log = work / "logs" / "fold_resumed.log"
@@ -139,10 +147,11 @@ def fold_part(work: Path, kill_at: int, dry: bool) -> dict:
 
 
 def pretrain_part(work: Path) -> dict:
-    m = read(work / "out_straight" / PROFILE / "pt" / "metrics.json") or {}
+    pt = run_dir(work / "out_straight", "pt")
+    m = read(pt / "metrics.json") or {}
     return {"args": (work / "pt_args.txt").read_text().split("\n")[:-1] if (work / "pt_args.txt").exists() else None,
             "steps": m.get("steps"), "rows": m.get("rows"), "start": m.get("start"), "best": m.get("best"),
-            "encoder_saved": (work / "out_straight" / PROFILE / "pt" / "encoder" / "config.json").exists(),
+            "encoder_saved": (pt / "encoder" / "config.json").exists(),
             "peak_gpu_mem_gib": m.get("peak_gpu_mem_gib")}
 
 
@@ -189,8 +198,8 @@ def summary(r: dict) -> str:
     def fmt(x, spec=".3f"):
         return "-" if x is None else format(x, spec) if isinstance(x, float) else str(x)
     d, v, f, p = r["device"] or {}, r["versions"] or {}, r["fold"], r["pretrain"]
-    lines = [f"gpu_check {'DRY RUN ' if r['dry_run'] else ''}{'OK' if r['ok'] else 'FAILED at ' + str(r['failed_step'])}"
-             + (f": {r['error']}" if r["error"] else ""),
+    status = "OK" if r["ok"] else f"FAILED at {r['failed_step']}: {r['error']}"
+    lines = [f"gpu_check {'DRY RUN ' if r['dry_run'] else ''}{status}",
              f"  device {d.get('gpu') or 'no GPU'}; torch {v.get('torch')} (CUDA {v.get('cuda')}), transformers "
              f"{v.get('transformers')}, tokenizers {v.get('tokenizers')}, accelerate {v.get('accelerate')}, pandas "
              f"{v.get('pandas')}, numpy {v.get('numpy')}, pyarrow {v.get('pyarrow')}"]
@@ -220,20 +229,27 @@ def report(a) -> int:
             name, _, secs = line.split("\t")
             wall[name] = float(secs)
     wall["total"] = time.time() - a.t0
-    r = {"ok": a.failed is None, "failed_step": a.failed, "error": a.error, "dry_run": bool(a.dry_run),
-         "parts": a.parts.split(), "budget_s": a.budget, "stages_in_parallel": bool(a.parallel), "device": e.get("device"), "versions": e.get("versions"),
+    failures = []
+    if (work / "failed.txt").exists():
+        failures = [dict(zip(("step", "error"), line.split("\t", 1)))
+                    for line in (work / "failed.txt").read_text().splitlines() if line]
+    r = {"ok": not failures, "failed_step": failures[0]["step"] if failures else None,
+         "error": "; ".join(f"{f['step']}: {f.get('error')}" for f in failures) or None, "failures": failures,
+         "dry_run": bool(a.dry_run), "parts": a.parts.split(), "budget_s": a.budget,
+         "stages_in_parallel": bool(a.parallel), "device": e.get("device"), "versions": e.get("versions"),
          "installed_wheels": sorted(p.name for p in Path(".gpu/wheels").glob("*.whl")) if a.wheels else [],
          "iterstrat_from": e.get("iterstrat_from"), "model_dir": e.get("model_dir"), "model_from": e.get("model_from"),
          "model_dtype": e.get("model_dtype"), "precision": e.get("precision"), "fused_adamw": e.get("fused_adamw"),
          "throughput": {"eager": read(work / "tp_eager.json"), "compile": read(work / "tp_compile.json")},
          "fold": fold_part(work, a.kill_at, a.dry_run), "pretrain": pretrain_part(work), "wall_s": wall}
-    bad = [] if a.failed else checks(r)
+    bad = [] if failures else checks(r)
     if bad:
-        r.update(ok=False, failed_step="checks", error="; ".join(bad))
+        r.update(ok=False, failed_step="checks", error="; ".join(bad),
+                 failures=[{"step": "checks", "error": b} for b in bad])
     Path(a.out).write_text(json.dumps(r, indent=1) + "\n")
     print(summary(r))
     print(f"wrote {a.out}")
-    return 1 if bad else 0
+    return 0 if r["ok"] else 1
 
 
 def main() -> None:
@@ -252,8 +268,6 @@ def main() -> None:
     r.add_argument("--parts", default="")
     r.add_argument("--wheels", type=int, default=0)
     r.add_argument("--parallel", type=int, default=1)
-    r.add_argument("--failed")
-    r.add_argument("--error")
     a = ap.parse_args()
     if a.cmd == "env":
         env(a.path, a.model_dir)

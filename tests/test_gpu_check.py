@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FIELDS = {"ok", "failed_step", "error", "dry_run", "parts", "budget_s", "stages_in_parallel", "device", "versions",
-          "installed_wheels", "iterstrat_from", "model_dir", "model_from", "model_dtype", "precision",
+FIELDS = {"ok", "failed_step", "error", "failures", "dry_run", "parts", "budget_s", "stages_in_parallel", "device",
+          "versions", "installed_wheels", "iterstrat_from", "model_dir", "model_from", "model_dtype", "precision",
           "fused_adamw", "throughput", "fold", "pretrain", "wall_s"}
 DEVICE = {"gpu", "gpu_count", "gpu_mem_gib", "capability", "bf16", "cpu_count", "driver", "compute_mode"}
 VERSIONS = {"python", "torch", "cuda", "transformers", "tokenizers", "accelerate", "pandas", "numpy", "pyarrow",
@@ -40,7 +40,7 @@ def test_dry_run_end_to_end(tmp_path):
     assert "gpu_check DRY RUN OK" in res.stdout
     r = json.loads((tmp_path / "out/gpu_check.json").read_text())
     assert FIELDS <= r.keys() and DEVICE <= r["device"].keys() and VERSIONS <= r["versions"].keys()
-    assert r["ok"] is True and r["dry_run"] is True and r["failed_step"] is None and r["error"] is None
+    assert r["ok"] is True and r["dry_run"] is True and r["failed_step"] is None and r["failures"] == []
     assert all(r["versions"][k] for k in VERSIONS - {"cuda"}) and r["model_dtype"] == "float32"
     for mode, compiled in (("eager", False), ("compile", True)):
         t = r["throughput"][mode]
@@ -54,7 +54,8 @@ def test_dry_run_end_to_end(tmp_path):
     assert f["steps"] == f["steps_uninterrupted"] > f["kill_at_step"] and f["test_predictions"] is True
     assert f["metric_resumed"] == pytest.approx(f["metric_uninterrupted"], abs=1e-6) and f["metrics_match"] is True
     assert f["history_before_kill"] and f["history_after_resume"] and f["history_before_kill_matches"] is True
-    assert f["history_before_kill"] + f["history_after_resume"] == pytest.approx(f["history_uninterrupted"], abs=1e-6)
+    for x, y in zip(f["history_before_kill"] + f["history_after_resume"], f["history_uninterrupted"], strict=True):
+        assert x.keys() == y.keys() and x == pytest.approx(y, abs=1e-6)
     p = r["pretrain"]
     assert PRETRAIN <= p.keys() and p["steps"] > 0 and p["encoder_saved"] is True and "mlm_loss" in p["best"]
     assert PARTS <= r["wall_s"].keys() and all(v >= 0 for v in r["wall_s"].values())
