@@ -239,7 +239,7 @@ def train_fold(cfg, fold: int) -> dict:
             write_parquet(oof, out / "oof.parquet")
         write_parquet(test_out, out / "test.parquet")
         write_json(metrics, out / "metrics.json")
-        log.info("fold %d done: %s", fold, {k: v for k, v in metrics.items() if k != "history"})
+        log.info("%s fold %d done: %s", cfg.name, fold, {k: v for k, v in metrics.items() if k != "history"})
     loop.finish()
     accelerator.wait_for_everyone()
     return metrics
