@@ -87,7 +87,10 @@ def record(folder: Path, fp: dict) -> None:
 
 def data_identity(cfg) -> str:
     """The prepared tables' identity (their content hashes and fold settings)."""
-    summary = read_json(cfg.data_root / "summary.json")
+    path = cfg.data_root / "summary.json"
+    if not path.exists():
+        raise EsciError(f"{path}: prepared tables missing; fix: run src/01_prepare.py first")
+    summary = read_json(path)
     return digest({k: summary[k] for k in ("hashes", "n_folds", "seed", "examples", "fingerprint")})
 
 
