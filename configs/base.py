@@ -31,7 +31,8 @@ cfg = dict(
     # --- model
     head="cls4",             # cls4 (E/S/C/I) | cls2 (substitute vs not) | reg (MSE on gains)
     use_units=True,          # multi-granular semantic units: char 3-gram bags of query / title+brand+color+bullets / description
-    unit_match=False,        # also feed query*title and query*description bag products to the head (not in the paper)
+    unit_match=False,        # also feed the head query*mid and query*description bag products and the share of the
+                             # query's 3-grams found in each (lexical match; not in the paper)
     unit_dim=64,             # size of each 3-gram bag embedding
     ngram_buckets=524288,    # char 3-grams are hashed (stable, vectorized) into this many embedding rows
     use_ids=True,            # locale, brand and color ID embeddings (OOV -> 0)

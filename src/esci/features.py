@@ -309,6 +309,16 @@ def char_ngram_ids(data: np.ndarray, off: np.ndarray, rows: np.ndarray, buckets:
     return (h % np.uint64(buckets)).astype(np.int64) + 1, g_off
 
 
+def overlap(query: tuple, other: tuple, rows: int) -> np.ndarray:
+    """Per row, the share of the query's distinct 3-gram ids that the other unit also has (0 for an empty query)."""
+    def keyed(ids, off):
+        row = np.repeat(np.arange(rows), np.diff(np.r_[off, len(ids)]))
+        return np.unique(row.astype(np.int64) << 32 | ids)
+    q, o = keyed(*query), keyed(*other)
+    hit = np.bincount(q[np.isin(q, o)] >> 32, minlength=rows)
+    return (hit / np.maximum(np.bincount(q >> 32, minlength=rows), 1)).astype(np.float32)
+
+
 class Features:
     """Model inputs of a set of rows (their qidx and pidx into the stores), assembled per batch."""
 
@@ -316,6 +326,7 @@ class Features:
         self.tok, self.units = tok, units
         self.qidx, self.pidx = np.asarray(qidx, np.int64), np.asarray(pidx, np.int64)
         self.use_units, self.use_ids, self.buckets = cfg.use_units, cfg.use_ids, cfg.ngram_buckets
+        self.unit_match = cfg.unit_match
         n_special = len(tok.template) - 2
         lq = (tok.q_off[self.qidx + 1] - tok.q_off[self.qidx])
         lp = (tok.p_off[self.pidx + 1] - tok.p_off[self.pidx])
@@ -354,10 +365,14 @@ class Features:
         if self.use_ids:
             out["ids"] = torch.from_numpy(self.units.ids[self.pidx[rows]].astype(np.int64))
         if self.use_units:
+            bags = []
             for i, unit in enumerate(UNITS):
                 data, off = self.units.text[unit]
                 g, g_off = char_ngram_ids(data, off, (self.qidx if unit == "query" else self.pidx)[rows], self.buckets)
                 out[f"bag{i}"], out[f"bag{i}_offsets"] = torch.from_numpy(g), torch.from_numpy(g_off)
+                bags.append((g, g_off))
+            if self.unit_match:
+                out["overlap"] = torch.from_numpy(np.stack([overlap(bags[0], b, B) for b in bags[1:]], 1))
         return out
 
 

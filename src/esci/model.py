@@ -79,7 +79,7 @@ class CrossEncoder(nn.Module):
             # one table, three bags: query / title+brand+color+bullets / description
             self.bag = nn.EmbeddingBag(n_ngrams + 1, cfg.unit_dim, mode="mean", padding_idx=0)
             self.unit_match = cfg.unit_match
-            width += (5 if self.unit_match else 3) * cfg.unit_dim
+            width += (5 if self.unit_match else 3) * cfg.unit_dim + (2 if self.unit_match else 0)
         if self.use_ids:
             self.locale = nn.Embedding(8, cfg.locale_dim)
             self.brand = nn.Embedding(n_brands + 1, cfg.id_dim, padding_idx=0)
@@ -96,7 +96,7 @@ class CrossEncoder(nn.Module):
         out = [self.encoder(**kw).last_hidden_state[:, 0]]
         if self.use_units:
             q, t, d = (self.bag(batch[f"bag{i}"], batch[f"bag{i}_offsets"]) for i in range(3))
-            out += [q, t, d] + ([q * t, q * d] if self.unit_match else [])
+            out += [q, t, d] + ([q * t, q * d, batch["overlap"]] if self.unit_match else [])
         if self.use_ids:
             ids = batch["ids"]
             out += [self.locale(ids[:, 0]), self.brand(ids[:, 1]), self.color(ids[:, 2])]
