@@ -99,3 +99,13 @@ def test_driver_end_to_end(drivers, task, monkeypatch):
     again = run_driver(task, out)
     assert again.returncode == 0 and " epoch " not in again.stderr and not trained_folds(again.stderr)
     assert again.stderr.count("complete; skipping") >= 5
+
+
+def test_a_wrong_data_dir_stops_the_driver_in_one_line(tmp_path):
+    env = {**os.environ, "OUTPUT_DIR": str(tmp_path), "DATA_DIR": str(tmp_path / "nonexistent"),
+           "PYTHON": sys.executable}
+    res = subprocess.run(["bash", str(ROOT / "run_task2.sh")], env=env, capture_output=True, text=True, timeout=300)
+    errors = [line for line in res.stderr.splitlines() if "error:" in line]
+    assert res.returncode == 2 and len(errors) == 1 and "Traceback" not in res.stderr
+    assert "nonexistent/shopping_queries_dataset_examples.parquet: file not found; fix:" in errors[0]
+    assert not (tmp_path / "sample/sample_data").exists() and not (tmp_path / "sample/data").exists()
