@@ -64,8 +64,8 @@ def test_a_task2_member_serves_task1_and_task3_on_their_rows(tmp_path, sample_di
     assert 0 < blend["ndcg"] <= 1
     t3, t3_test = task_rows(examples, 3)
     run_blend(cfg.replace(name="b3", task=3, members=["m0"]), t3, t3_test, members[:1])
-    b3 = pd.read_parquet(tmp_path / "sample/minilm/b3/oof.parquet").merge(
-        pd.concat(pd.read_parquet(p) for p in (tmp_path / "sample/minilm/m0").glob("fold*/oof.parquet")), on="example_id")
+    m0 = pd.concat(pd.read_parquet(p) for p in (tmp_path / "sample/minilm/m0").glob("fold*/oof.parquet"))
+    b3 = pd.read_parquet(tmp_path / "sample/minilm/b3/oof.parquet").merge(m0, on="example_id")
     np.testing.assert_allclose(b3.p_sub, b3.p_S)
     # a member whose rows miss the task's rows is refused, naming the fix
     small = fake_member(cfg, "small", t1, t1_test)

@@ -244,7 +244,8 @@ def unit_store(cfg) -> UnitStore:
         queries = ex.drop_duplicates("qidx").sort_values("qidx")["query"]
         del ex
         with atomic_path(folder, is_dir=True) as tmp:
-            texts = {"query": _strings(queries), "mid": join_fields(products, ["title", "brand", "color", "bullets"], " "),
+            texts = {"query": _strings(queries),
+                     "mid": join_fields(products, ["title", "brand", "color", "bullets"], " "),
                      "desc": _strings(products.description)}
             for unit, arr in texts.items():
                 data, off = _flat(pc.utf8_lower(arr))

@@ -2,8 +2,9 @@
 
 In: a Hugging Face encoder directory (or "tiny" for a random 2-layer BERT used by tests), the number of 3-gram
 hash buckets and of brand/color ids, and the config. Out: `CrossEncoder`, whose forward takes a collated batch and
-returns logits (cls4: 4, cls2: 2, reg: 1). `load_encoder()` finds the packaged MiniLM without importing its package and loads safetensors only;
-`pretrained_dir()` and `seed_id_tables()` start fine-tuning from a pre-training run (esci.pretrain's output).
+returns logits (cls4: 4, cls2: 2, reg: 1). `load_encoder()` finds the packaged MiniLM without importing its package
+and loads safetensors only; `pretrained_dir()` and `seed_id_tables()` start fine-tuning from a pre-training run
+(esci.pretrain's output).
 """
 from __future__ import annotations
 

@@ -298,8 +298,8 @@ def _load_corpora(path: Path) -> dict:
 def _corpora(cfg, tokenizer, catalog, vocabs, cache: Path) -> tuple[dict, dict]:
     """(fit, held-out) corpora, built once per (data content, tokenizer, config) and cached on disk as arrays."""
     keys = [k for k in sorted(cfg) if k.startswith("pt_") and k not in ("pt_epochs", "pt_lr", "pt_weights")]
-    key = digest(["pt", read_json(cfg.data_root / "summary.json")["hashes"], tokenizer_fingerprint(cfg.model_dir, tokenizer),
-                  cfg.max_len, cfg.seed, {k: cfg[k] for k in keys}])
+    key = digest(["pt", read_json(cfg.data_root / "summary.json")["hashes"],
+                  tokenizer_fingerprint(cfg.model_dir, tokenizer), cfg.max_len, cfg.seed, {k: cfg[k] for k in keys}])
     path = cache / f"pt_{key}.npz"
     if not path.exists():
         rng = np.random.default_rng(cfg.seed + 2)

@@ -64,11 +64,6 @@ def outputs_frame(head: str, example_id: np.ndarray, out: torch.Tensor) -> pd.Da
     return df
 
 
-def head_of(pred: pd.DataFrame) -> str:
-    """The head that wrote a prediction table, from its columns."""
-    return next((h for h, head in HEADS.items() if head.columns and set(head.columns) <= set(pred)), "reg")
-
-
 def truth_labels(task: int, df: pd.DataFrame) -> pd.Series:
     """The labels a task scores: E/S/C/I, or for task 3 'S' and 'N' (not substitute)."""
     return df.esci_label.where(df.esci_label.eq("S"), "N") if task == 3 else df.esci_label

@@ -6,10 +6,11 @@ In: a config and a fold (-1 = full fit on all training rows), the prepared table
 (esci.features, built on first use). The experiment's rows are its `rows` version (large by default, so one
 4-class model covers every task's rows); the best checkpoint is chosen by its `task`'s metric on the validation
 rows of that task.
-Out: output/<profile>/<name>/fold<k>/ with config.json, best.pt (weights used for prediction; EMA weights when
-EMA is on), oof.parquet (every validation row of the experiment), test.parquet, metrics.json (written last: marks
-the fold complete; holds the fold's metric for every task the head serves, and the feature stores used). state.pt holds model, optimizer, scheduler, EMA, progress and RNG state for resuming; it is removed
-once the fold is complete.
+Out: output/<profile>/<backbone>/<name>/fold<k>/ with config.json, fingerprint.json (what it was made from),
+best.pt (weights used for prediction; EMA weights when EMA is on), oof.parquet (every validation row of the
+experiment), test.parquet, metrics.json (written last: marks the fold complete; the fold's metrics for every task
+the head serves, overall and per locale, and the feature stores used). state.pt holds model, optimizer,
+scheduler, EMA, progress and RNG state for resuming; it is removed once the fold is complete.
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ from .loop import EMA, Loop, adamw, batch_order, make_accelerator, seed_all, sha
 from .model import CrossEncoder, load_encoder, load_tokenizer, pretrained_dir, seed_id_tables
 from .prepare import experiment_rows, load_examples
 from .provenance import begin, fold_fingerprint, record
-from .tasks import HEADS, METRIC_NAME, TASKS, outputs_frame, targets, task_metric
+from .metrics import f1_report, ndcg_report
+from .tasks import HEADS, METRIC_NAME, TASKS, outputs_frame, predicted_labels, targets, truth_labels
 
 log = logging.getLogger("esci")
 
@@ -52,13 +54,20 @@ def collate(feats: Features, rows: np.ndarray, pad_multiple: int, y=None, w=None
 
 
 def fold_metrics(head: str, rows: pd.DataFrame, pred: pd.DataFrame) -> dict:
-    """The metric of every task the head serves, on the rows of that task among `rows` (labelled)."""
+    """The metric of every task the head serves, on the rows of that task among `rows` (labelled), overall and per
+    locale; task 1 also the official scorer's nDCG (S and C gains swapped)."""
     df = rows.merge(pred, on="example_id", validate="one_to_one")
     out = {}
     for t in HEADS[head].serves:
         part = df[df[TASKS[t].version].eq(1)]
-        if len(part):
-            out[f"task{t}_{TASKS[t].metric}"] = task_metric(t, part)
+        if not len(part):
+            continue
+        if t == 1:
+            report = ndcg_report(part)
+        else:
+            labelled = part.assign(pred=predicted_labels(t, part), truth=truth_labels(t, part))
+            report = f1_report(labelled, "pred", "truth")
+        out.update({f"task{t}_{k}": v for k, v in report.items()})
     return out
 
 
