@@ -96,11 +96,10 @@ def project_train(model, feats, warm, cfg) -> float:
         def loss_of(rows):
             batch = {k: v.to(accelerator.device) for k, v in collate(f, rows, 32, y, w).items()}
             with accelerator.autocast():
-                return F.cross_entropy(model(batch).float(), batch["y"])
+                return F.cross_entropy(model(batch).float(), batch["y"]), batch
 
         loop = Loop(accelerator, model, optimizer, scheduler, EMA(accelerator.unwrap_model(model), 0.999),
-                    cfg.run_dir, name="project train")
-        loop.save_state = lambda: None  # timing only: no checkpoint writes
+                    cfg.run_dir, name="project train", checkpoint=False)
         loop.run(1, lambda e: batch_order(f.lengths, cfg.batch_size, 0, True), loss_of, lambda: (0.0, {}),
                  lambda: None)
 

@@ -124,7 +124,7 @@ def test_pretrain_lowers_mlm_loss_resumes_and_seeds_fine_tuning(tmp_path):
     cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}/a", "data_dir=sample",
                                                       "sample_queries=120", "model_dir=tiny", "init_from=pt"])
     prepare(cfg)
-    model = _setup(cfg, 0)[4]
+    model = _setup(cfg, 0).model
     brands = unit_store(cfg).vocab["brand"]
     enc = load_file(run / "encoder/model.safetensors")
     key = next(k for k in enc if "word_embeddings" in k)

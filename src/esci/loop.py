@@ -162,12 +162,15 @@ def shard(batches: list, accelerator) -> list:
 
 class Loop:
     def __init__(self, accelerator, model, optimizer, scheduler, ema: EMA | None, out: Path, *, grad_accum: int = 1,
-                 max_grad_norm: float = 0.0, save_every: int = 0, evals_per_epoch: int = 1, name: str = "train"):
+                 max_grad_norm: float = 0.0, save_every: int = 0, evals_per_epoch: int = 1, name: str = "train",
+                 checkpoint: bool = True):
+        """checkpoint=False: no state.pt at all (timing runs)."""
         self.acc, self.model, self.opt, self.sched, self.ema = accelerator, model, optimizer, scheduler, ema
         self.raw = accelerator.unwrap_model(model)
         self.state_path = Path(out) / "state.pt"
         self.grad_accum, self.max_grad_norm = grad_accum, max_grad_norm
         self.save_every, self.evals_per_epoch, self.name = save_every, evals_per_epoch, name
+        self.checkpoint = checkpoint
         self.progress = {"epoch": 0, "micro": 0, "step": 0, "best": -math.inf, "history": []}
 
     def resume(self) -> bool:
@@ -186,6 +189,8 @@ class Loop:
         return True
 
     def save_state(self) -> None:
+        if not self.checkpoint:
+            return
         rngs = gather_object([_rng_state()]) if self.acc.num_processes > 1 else [_rng_state()]
         if self.acc.is_main_process:
             with atomic_path(self.state_path) as tmp:
@@ -214,8 +219,9 @@ class Loop:
     def run(self, epochs: int, batches_for: Callable[[int], list], loss_of: Callable, evaluate: Callable,
             on_best: Callable[[], None], after_backward: Callable | None = None,
             tag_of: Callable = lambda item: "train") -> dict:
-        """batches_for(epoch) -> this process's batches; loss_of(item) -> loss tensor; evaluate() -> (score,
-        info) under the evaluation weights; on_best() saves them; after_backward(item) adds gradients (FGM)."""
+        """batches_for(epoch) -> this process's batches; loss_of(item) -> (loss tensor, its batch); evaluate() ->
+        (score, info) under the evaluation weights; on_best() saves them; after_backward(batch) adds gradients on
+        the same batch (FGM)."""
         acc, p = self.acc, self.progress
         for epoch in range(p["epoch"], epochs):
             batches = batches_for(epoch)
@@ -233,10 +239,10 @@ class Loop:
                 item = batches[i]
                 last = (i + 1) % self.grad_accum == 0 or i + 1 == n_micro
                 with contextlib.nullcontext() if last else acc.no_sync(self.model):
-                    loss = loss_of(item)
+                    loss, batch = loss_of(item)
                     acc.backward(loss / self.grad_accum)
                     if after_backward is not None:
-                        after_backward(item)
+                        after_backward(batch)
                 if last:
                     if self.max_grad_norm:
                         acc.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)

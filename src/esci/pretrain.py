@@ -420,7 +420,7 @@ def pretrain(cfg) -> dict:
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         with accelerator.autocast():
             loss, _ = model(item.task, batch)
-        return loss
+        return loss, batch
 
     if not loop.progress["history"]:
         loop.record(-1, score, save_best)  # the starting point: "before" figures and the fallback weights

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -145,7 +146,16 @@ def predict(model, feats: Features, cfg, accelerator, desc: str = "predict") -> 
     return out
 
 
-def _setup(cfg, fold: int):
+class Setup(NamedTuple):
+    fit: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+    feats: dict          # fit / val / test -> Features
+    model: CrossEncoder
+    stores: dict         # the feature stores' folder names
+
+
+def _setup(cfg, fold: int) -> Setup:
     """Fit/val/test rows, their features and the model (started from a pre-training run when init_from is set)."""
     train, test = experiment_rows(cfg, load_examples(cfg))
     fit = train[train.fold != fold].reset_index(drop=True)
@@ -170,7 +180,7 @@ def _setup(cfg, fold: int):
     if cfg.compile:
         model.encoder = torch.compile(model.encoder, dynamic=True)
     stores = {"tokens": tok.folder.name, "units": units.folder.name if units else None}
-    return fit, val, test, feats, model, stores
+    return Setup(fit, val, test, feats, model, stores)
 
 
 def train_fold(cfg, fold: int) -> dict:
@@ -221,10 +231,9 @@ def train_fold(cfg, fold: int) -> dict:
     def loss_of(rows):
         batch = {k: v.to(accelerator.device) for k, v in
                  collate(feats["fit"], rows, cfg.pad_multiple, y, w).items()}
-        loss_of.batch = batch  # FGM repeats the forward on the same batch
-        return compute_loss(cfg, model, batch)
+        return compute_loss(cfg, model, batch), batch
 
-    fgm = (lambda rows: _fgm_step(cfg, model, raw, loss_of.batch, accelerator)) if cfg.fgm else None
+    fgm = (lambda batch: _fgm_step(cfg, model, raw, batch, accelerator)) if cfg.fgm else None
     progress = loop.run(cfg.epochs, batches_for, loss_of, evaluate, save_best, after_backward=fgm)
 
     # predictions from the best weights, on every process's share, written by the main process
