@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
@@ -46,6 +47,7 @@ VERSION = 1  # bump when what a store holds changes
 LOCALE_IDS = {loc: i + 1 for i, loc in enumerate(LOCALES)}
 UNITS = ("query", "mid", "desc")  # query / title+brand+color+bullets / description
 CHUNK = 20000  # texts per tokenizer call
+PRODUCT_CHUNK = 100_000  # catalog rows in memory at a time while a store is made
 _K = [np.uint64(k) for k in (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xFF51AFD7ED558CCD)]
 
 
@@ -54,14 +56,14 @@ def _key(parts) -> str:
 
 
 def _strings(s) -> pa.Array:
-    arr = pa.array(s, from_pandas=True)
+    arr = s if isinstance(s, (pa.Array, pa.ChunkedArray)) else pa.array(s, from_pandas=True)
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     return pc.fill_null(arr.cast(pa.large_string()), "")
 
 
-def join_fields(df: pd.DataFrame, fields: list[str], sep: str) -> pa.Array:
-    """Non-empty fields in the given order joined by `sep` (vectorized)."""
+def join_fields(df, fields: list[str], sep: str) -> pa.Array:
+    """Non-empty fields in the given order joined by `sep` (vectorized); df: a DataFrame or {name: Arrow array}."""
     cols = [_strings(df[f]) for f in fields]
     cols = [pc.if_else(pc.equal(c, ""), pa.scalar(None, pa.large_string()), c) for c in cols]
     return pc.fill_null(pc.binary_join_element_wise(*cols, pa.scalar(sep, pa.large_string()), null_handling="skip"), "")
@@ -77,15 +79,50 @@ def norm_value(s: pd.Series) -> pd.Series:
 
 
 def _flat(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 bytes, int64 offsets) of a large_string array."""
+    """(uint8 bytes, int64 offsets) of a string array."""
     arr = pa.concat_arrays([arr.cast(pa.large_string())])  # offset 0
     _, offsets, data = arr.buffers()
-    off = np.frombuffer(offsets, np.int64)[:len(arr) + 1].copy()
-    return (np.frombuffer(data, np.uint8)[:off[-1]].copy() if data is not None else np.zeros(0, np.uint8)), off
+    off = np.frombuffer(offsets, np.int64)[:len(arr) + 1]
+    return (np.frombuffer(data, np.uint8)[:off[-1]] if data is not None else np.zeros(0, np.uint8)), off - off[0]
 
 
 def _save(folder: Path, name: str, arr: np.ndarray) -> None:
     np.save(folder / f"{name}.npy", arr, allow_pickle=False)
+
+
+class FlatWriter:
+    """Rows of variable length appended chunk by chunk to <name>_<values>.npy (flat) and <name>_offsets.npy, so a
+    store of any size is written with one chunk in memory."""
+
+    def __init__(self, folder: Path, name: str, values: str, dtype):
+        self.folder, self.name, self.values, self.dtype = folder, name, values, np.dtype(dtype)
+        self.raw = folder / f"{name}.raw"
+        self.file = open(self.raw, "wb")
+        self.lens: list = []
+
+    def add(self, flat: np.ndarray, lens: np.ndarray) -> None:
+        self.file.write(np.ascontiguousarray(flat, self.dtype).tobytes())
+        self.lens.append(np.asarray(lens, np.int64))
+
+    def finish(self) -> np.ndarray:
+        """Writes both files; returns the offsets."""
+        self.file.close()
+        offsets = np.concatenate([[0], np.cumsum(np.concatenate(self.lens or [np.zeros(0, np.int64)]))])
+        _save(self.folder, f"{self.name}_offsets", offsets.astype(np.int64))
+        with open(self.folder / f"{self.name}_{self.values}.npy", "wb") as f, open(self.raw, "rb") as r:
+            np.lib.format.write_array_header_1_0(f, {"descr": self.dtype.str, "fortran_order": False,
+                                                     "shape": (int(offsets[-1]),)})
+            shutil.copyfileobj(r, f, 1 << 24)
+        self.raw.unlink()
+        return offsets
+
+
+def product_chunks(cfg, columns: list[str]):
+    """The prepared catalog's columns as {name: Arrow array}, PRODUCT_CHUNK rows at a time."""
+    pf = pq.ParquetFile(cfg.data_root / "products.parquet")
+    for batch in pf.iter_batches(batch_size=PRODUCT_CHUNK, columns=columns):
+        yield {name: batch.column(name) for name in columns}
+        pa.default_memory_pool().release_unused()
 
 
 def _load(folder: Path, name: str) -> np.ndarray:
@@ -122,26 +159,18 @@ def pair_template(tokenizer) -> tuple[list[int], list[int]]:
     return ids, list(enc.get("token_type_ids") or [0] * len(ids))
 
 
-def _tokenize(tokenizer, texts: pa.Array, cap: int, folder: Path, name: str, desc: str) -> int:
-    """Token ids of every text (no special tokens, at most `cap`) as <name>_tokens.npy and <name>_offsets.npy."""
-    lens, raw = [], folder / f"{name}.raw"
-    with open(raw, "wb") as f, tqdm(total=len(texts), desc=desc, unit="rows", mininterval=2) as bar:
-        for start in range(0, len(texts), CHUNK):
-            batch = texts.slice(start, CHUNK).to_pylist()
-            ids = tokenizer(batch, add_special_tokens=False, truncation=True, max_length=cap,
-                            return_attention_mask=False, return_token_type_ids=False)["input_ids"]
-            n = np.fromiter(map(len, ids), np.int64, len(ids))
-            f.write(np.fromiter(itertools.chain.from_iterable(ids), np.int32, int(n.sum())).tobytes())
-            lens.append(n)
-            bar.update(len(batch))
-    offsets = np.concatenate([[0], np.cumsum(np.concatenate(lens))]).astype(np.int64)
-    _save(folder, f"{name}_offsets", offsets)
-    with open(folder / f"{name}_tokens.npy", "wb") as f, open(raw, "rb") as r:  # streamed: never all in memory
-        np.lib.format.write_array_header_1_0(f, {"descr": np.dtype(np.int32).str, "fortran_order": False,
-                                                 "shape": (int(offsets[-1]),)})
-        shutil.copyfileobj(r, f, 1 << 24)
-    raw.unlink()
-    return int(offsets[-1])
+def _tokenize(tokenizer, texts: pa.Array, cap: int, out: FlatWriter, bar) -> np.ndarray:
+    """Token ids of every text (no special tokens, at most `cap`), appended to `out`; returns their counts."""
+    counts = []
+    for start in range(0, len(texts), CHUNK):
+        batch = texts.slice(start, CHUNK).to_pylist()
+        ids = tokenizer(batch, add_special_tokens=False, truncation=True, max_length=cap,
+                        return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        n = np.fromiter(map(len, ids), np.int64, len(ids))
+        out.add(np.fromiter(itertools.chain.from_iterable(ids), np.int32, int(n.sum())), n)
+        counts.append(n)
+        bar.update(len(batch))
+    return np.concatenate(counts) if counts else np.zeros(0, np.int64)
 
 
 @dataclass
@@ -178,23 +207,28 @@ def token_store(cfg, tokenizer) -> TokenStore:
         budget = cfg.max_len - (len(template) - 2)  # room left for query + product tokens
         if budget < 2:
             raise EsciError(f"max_len={cfg.max_len} leaves no room for a query and a product; fix: raise max_len")
-        products = load_products(cfg, cfg.fields)
         queries = pd.read_parquet(cfg.data_root / "examples.parquet", columns=["qidx", "query"]) \
             .drop_duplicates("qidx").sort_values("qidx")
-        text = pc.utf8_slice_codeunits(join_fields(products, cfg.fields, f" {tokenizer.sep_token or '|'} "), 0,
-                                       max_chars)
-        del products
+        sep = f" {tokenizer.sep_token or '|'} "
         with atomic_path(folder, is_dir=True) as tmp:
-            nq = _tokenize(tokenizer, _strings(queries["query"]), budget, tmp, "query", "tokenize queries")
-            n_p = _tokenize(tokenizer, text, budget, tmp, "product", "tokenize products")
-            cut = pc.greater_equal(pc.utf8_length(text), max_chars).to_numpy(zero_copy_only=False)
-            # products whose cut text gave fewer tokens than a pair could hold (a larger max_chars would add some)
-            short = cut & (np.diff(_load(tmp, "product_offsets")) < budget)
+            out = FlatWriter(tmp, "query", "tokens", np.int32)
+            with tqdm(total=len(queries), desc="tokenize queries", unit="rows", mininterval=2) as bar:
+                _tokenize(tokenizer, _strings(queries["query"]), budget, out, bar)
+            nq = int(out.finish()[-1])
+            out, cut, short = FlatWriter(tmp, "product", "tokens", np.int32), 0, 0
+            with tqdm(total=summary["products"], desc="tokenize products", unit="rows", mininterval=2) as bar:
+                for chunk in product_chunks(cfg, cfg.fields):
+                    text = pc.utf8_slice_codeunits(join_fields(chunk, cfg.fields, sep), 0, max_chars)
+                    n = _tokenize(tokenizer, text, budget, out, bar)
+                    was_cut = pc.greater_equal(pc.utf8_length(text), max_chars).to_numpy(zero_copy_only=False)
+                    # cut text that gave fewer tokens than a pair could hold (a larger max_chars would add some)
+                    cut, short = cut + int(was_cut.sum()), short + int((was_cut & (n < budget)).sum())
+            n_p = int(out.finish()[-1])
             write_json(dict(key=key, version=VERSION, fields=cfg.fields, max_len=cfg.max_len, max_chars=max_chars,
                             template=template, types=types, pad_id=tokenizer.pad_token_id or 0,
                             use_types="token_type_ids" in tokenizer.model_input_names, queries=len(queries),
-                            products=len(text), query_tokens=nq, product_tokens=n_p, products_cut=int(cut.sum()),
-                            products_cut_short=int(short.sum())), tmp / "meta.json")
+                            products=summary["products"], query_tokens=nq, product_tokens=n_p, products_cut=cut,
+                            products_cut_short=short), tmp / "meta.json")
         meta = read_json(folder / "meta.json")
         log.info("token store %s: %d queries, %d products (%d cut at %d characters, %d of them short of max_len)",
                  folder.name, meta["queries"], meta["products"], meta["products_cut"], max_chars,
@@ -238,19 +272,24 @@ def unit_store(cfg) -> UnitStore:
     key = _key(["units", VERSION, summary["hashes"], cfg.id_min_count])
     folder = cfg.features_root / f"units_{key}"
     if not (folder / "meta.json").exists():
-        products = load_products(cfg, ["product_locale", *TEXT_FIELDS])
         ex = pd.read_parquet(cfg.data_root / "examples.parquet", columns=["qidx", "query", "pidx", "split"])
         train_pidx = ex.pidx.to_numpy()[ex.split.eq("train").to_numpy()]
         queries = ex.drop_duplicates("qidx").sort_values("qidx")["query"]
         del ex
         with atomic_path(folder, is_dir=True) as tmp:
-            texts = {"query": _strings(queries),
-                     "mid": join_fields(products, ["title", "brand", "color", "bullets"], " "),
-                     "desc": _strings(products.description)}
-            for unit, arr in texts.items():
-                data, off = _flat(pc.utf8_lower(arr))
-                _save(tmp, f"{unit}_bytes", data)
-                _save(tmp, f"{unit}_offsets", off)
+            out = FlatWriter(tmp, "query", "bytes", np.uint8)
+            data, off = _flat(pc.utf8_lower(_strings(queries)))
+            out.add(data, np.diff(off))
+            out.finish()
+            writers = {u: FlatWriter(tmp, u, "bytes", np.uint8) for u in ("mid", "desc")}
+            for chunk in product_chunks(cfg, list(TEXT_FIELDS)):
+                for unit, text in (("mid", join_fields(chunk, ["title", "brand", "color", "bullets"], " ")),
+                                   ("desc", _strings(chunk["description"]))):
+                    data, off = _flat(pc.utf8_lower(text))
+                    writers[unit].add(data, np.diff(off))
+            for w in writers.values():
+                w.finish()
+            products = load_products(cfg, ["product_locale", "brand", "color"])
             brand, brand_vocab = value_ids(products.brand, train_pidx, cfg.id_min_count)
             color, color_vocab = value_ids(products.color, train_pidx, cfg.id_min_count)
             locale = products.product_locale.map(LOCALE_IDS).fillna(0).to_numpy(np.int32)

@@ -77,9 +77,10 @@ def atomic_path(path: str | Path, is_dir: bool = False):
         raise
 
 
-def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
+def write_parquet(df: pd.DataFrame, path: str | Path, row_group_size: int | None = None) -> None:
+    """row_group_size: rows per row group (smaller groups let a reader stream the file in bounded memory)."""
     with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
+        df.to_parquet(tmp, index=False, row_group_size=row_group_size)
 
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> None:

@@ -115,7 +115,7 @@ def prepare(cfg) -> Path:
     examples["esci_label"] = examples.esci_label.where(train)
     if len(labels):
         write_parquet(labels.reset_index(drop=True), out / "test_labels.parquet")
-    write_parquet(products, out / "products.parquet")
+    write_parquet(products, out / "products.parquet", row_group_size=100_000)
     write_parquet(examples, out / "examples.parquet")
     queries = examples.drop_duplicates("qidx").sort_values("qidx")
     summary = dict(data_dir=str(data_dir), n_folds=cfg.n_folds, seed=cfg.seed, examples=len(examples),
