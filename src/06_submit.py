@@ -27,7 +27,7 @@ def main(cfg):
         raise EsciError(f"{cfg.run_dir / 'test.parquet'}: no prediction for {int(missing.sum())} of {len(test)} test "
                         f"examples (first example_id {pred.example_id[missing].iloc[0]}); fix: blend experiments "
                         f"trained without max_test_rows")
-    path = cfg.run_dir.parent / "submissions" / f"task{cfg.task}.csv"
+    path = cfg.run_root / "submissions" / f"task{cfg.task}.csv"
     if cfg.task == 1:
         write_task1(pred, path)
     elif cfg.task == 2:

@@ -29,3 +29,4 @@ train_all_folds() {
 clean_labels() { $PYTHON src/04_clean_labels.py "$P" "configs/$1.py" ${OV[@]+"${OV[@]}"}; }
 blend() { $PYTHON src/05_blend.py "$P" "configs/$1.py" ${OV[@]+"${OV[@]}"}; }
 submit() { $PYTHON src/06_submit.py "$P" "configs/$1.py" ${OV[@]+"${OV[@]}"}; }
+score() { $PYTHON src/07_score.py "$P" "configs/$1.py" ${OV[@]+"${OV[@]}"}; }

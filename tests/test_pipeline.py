@@ -2,7 +2,9 @@
 order a user runs them (run_task2.sh, run_task3.sh, run_task1.sh) in one output folder. The later drivers train
 no fold the earlier ones finished; each submission validates; each blended CV stays above a floor recorded from a
 real run (seed 42, tiny encoder, 300-query sample; recorded values in FLOORS' comments) and well above the trivial
-baseline; each task's OOF explorer notebook runs top to bottom; a rerun skips every finished stage."""
+baseline; each submission is scored on the sample's labelled test split; each task's OOF explorer notebook runs
+top to bottom; a rerun skips every finished stage."""
+import json
 import os
 import subprocess
 import sys
@@ -89,6 +91,9 @@ def test_driver_end_to_end(drivers, task, monkeypatch):
     rows = examples[examples[version].eq(1)]
     train, test = rows[rows.split.eq("train")], rows[rows.split.eq("test")]
     assert validate(task, sub, test)["rows"] == len(test)
+    scored = json.loads((out / "sample/tiny" / f"blend_t{task}" / "test_score.json").read_text())
+    assert scored["test_rows"] == len(test) and f"task {task} " in res.stdout and ", test " in res.stdout
+    assert 0 < scored["test"]["ndcg" if task == 1 else "micro_f1"] <= 1
     cv = pd.read_csv(out / "sample/tiny" / f"blend_t{task}" / "cv.csv").set_index("member")
     metric = cv.iloc[:, 0]
     blend = metric["blend"]

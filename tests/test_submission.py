@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -75,3 +76,34 @@ def test_task3_label_fix_names_its_own_mapping(tmp_path, test_table):
     pd.DataFrame({"example_id": test_table.example_id, "substitute_label": "S"}).to_csv(path, index=False)
     with pytest.raises(SubmissionError, match="fix: use substitute or no_substitute"):
         validate(3, path, test_table)
+
+
+def test_score_reads_the_files_ranking_and_labels(tmp_path, esci, test_table):
+    from esci.metrics import ndcg_report
+    from esci.submission import score
+    examples, _ = esci
+    rng = np.random.default_rng(0)
+    labelled = test_table.assign(esci_label=rng.choice(list("ESCI"), len(test_table)))
+    pred = labelled.assign(score=rng.random(len(labelled)))
+    write_task1(pred, tmp_path / "t1.csv")
+    assert score(1, tmp_path / "t1.csv", labelled) == pytest.approx(ndcg_report(pred))
+    guess = labelled.assign(esci_label=np.where(rng.random(len(labelled)) < 0.7, labelled.esci_label, "E"))
+    write_task2(guess, tmp_path / "t2.csv")
+    got = score(2, tmp_path / "t2.csv", labelled)
+    assert got["micro_f1"] == pytest.approx((guess.esci_label == labelled.esci_label).mean())
+    assert set(got) == {"micro_f1"} | {f"micro_f1_{loc}" for loc in labelled.product_locale.unique()}
+    write_task3(labelled.assign(substitute=labelled.esci_label.eq("S")), tmp_path / "t3.csv")
+    assert score(3, tmp_path / "t3.csv", labelled)["micro_f1"] == 1.0
+
+
+def test_only_the_scoring_stage_reads_the_test_labels():
+    """prepare writes test_labels.parquet (stage 1's docstring names it as an output); no other module or stage
+    names it, so nothing that trains, selects or blends can read the test labels."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    naming = sorted(str(p.relative_to(root)) for p in [*root.glob("src/**/*.py"), *root.glob("bench/*.py")]
+                    if "test_labels" in p.read_text())
+    assert naming == ["src/01_prepare.py", "src/07_score.py", "src/esci/prepare.py"]
+    prepare = (root / "src/esci/prepare.py").read_text()
+    written = 'write_parquet(labels.reset_index(drop=True), out / "test_labels.parquet")'
+    assert prepare.count("test_labels") == 3 and written in prepare  # the docstring, the write, the count

@@ -6,6 +6,9 @@ Formats (CSV with header):
   task 3  example_id,substitute_label    substitute / no_substitute
 Writers take prediction frames keyed by example_id (task 1: query_id, product_id, score) and write atomically.
 `validate()` checks a written file against the task's test table and raises `SubmissionError` naming the problem.
+`score()` scores a validated file against labelled test rows the way the official figures are computed: task 1
+nDCG of the file's order with the intended gains and with the official scorer's (S and C swapped), tasks 2 and 3
+micro-F1; overall and per locale.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import LABEL_NAMES, EsciError
+from .metrics import f1_report, ndcg_report
 from .io import write_csv
 
 COLUMNS = {1: ["query_id", "product_id"], 2: ["example_id", "esci_label"], 3: ["example_id", "substitute_label"]}
@@ -103,3 +107,18 @@ def validate(task: int, path: str | Path, test: pd.DataFrame) -> dict:
         raise SubmissionError(f"{path}: {_first(want, missing, key, '')} {what} of the test set missing; "
                               f"fix: every test item needs exactly one prediction")
     return {"rows": len(sub), "file": str(path)}
+
+
+def score(task: int, path: str | Path, labelled: pd.DataFrame) -> dict:
+    """labelled: the task's test rows (example_id, query_id, product_id, product_locale) with their esci_label."""
+    sub = pd.read_csv(path, dtype={"product_id": str})
+    if task == 1:  # the file's order is the ranking: earlier rows score higher
+        ranked = sub.assign(score=-np.arange(len(sub), dtype=float))
+        df = labelled.merge(ranked, on=["query_id", "product_id"], validate="one_to_one")
+        return ndcg_report(df)
+    names = {v: k for k, v in LABEL_NAMES.items()} if task == 2 else {"substitute": "S", "no_substitute": "N"}
+    sub = sub.rename(columns={COLUMNS[task][1]: "submitted"})
+    df = labelled.merge(sub, on="example_id", validate="one_to_one")
+    df["pred"] = df.submitted.map(names)
+    df["truth"] = df.esci_label if task == 2 else df.esci_label.where(df.esci_label.eq("S"), "N")
+    return f1_report(df, "pred", "truth")
