@@ -96,7 +96,7 @@ def project_train(model, feats, warm, cfg) -> float:
         def loss_of(rows):
             batch = {k: v.to(accelerator.device) for k, v in collate(f, rows, 32, y, w).items()}
             with accelerator.autocast():
-                return F.cross_entropy(model(batch).float(), batch["y"]), batch
+                return F.cross_entropy(model(batch).float(), batch["y"]), batch, {}
 
         loop = Loop(accelerator, model, optimizer, scheduler, EMA(accelerator.unwrap_model(model), 0.999),
                     cfg.run_dir, name="project train", checkpoint=False)

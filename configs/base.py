@@ -71,6 +71,7 @@ cfg = dict(
     threads=0,               # CPU threads for torch (0 = its default)
     # --- checkpoints
     save_every=500,          # optimizer steps between resumable checkpoints; 0 = only at the end
+    log_every=50,            # optimizer steps between lines of train_log.jsonl (loss terms, learning rates, ex/s)
     # --- label cleaning (confident learning)
     clean_frac=0.04,         # share of training rows dropped as label issues
     # --- blending

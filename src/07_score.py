@@ -4,11 +4,13 @@ Usage: python src/07_score.py configs/sample.py configs/blend_t2.py
 In: output/<profile>/<encoder>/submissions/task<k>.csv (stage 6) and output/<profile>/data/test_labels.parquet,
     the test labels the prepare stage kept apart (no earlier stage reads them).
 Out: output/<profile>/<encoder>/<blend>/test_score.json and the figures printed beside the blend's CV: task 1 nDCG
-     (intended gains, and the official scorer's with S and C swapped), tasks 2-3 micro-F1, each per locale. When the
-     test split has no labels (the competition's files), it says so and writes nothing.
+     (intended gains, and the official scorer's with S and C swapped), tasks 2-3 micro-F1, each per locale (when
+     the test split has no labels, as in the competition's files, it says so); then output/<profile>/results.csv
+     (esci.results: every experiment and blend) rewritten and its rows for the task printed.
 """
 import pandas as pd
 
+from esci import results
 from esci.cli import run_stage
 from esci.io import read_json, write_json
 from esci.prepare import load_examples, task_rows
@@ -18,9 +20,17 @@ from esci.tasks import METRIC_NAME
 
 def main(cfg):
     labels_path = cfg.data_root / "test_labels.parquet"
-    if not labels_path.exists():
+    if labels_path.exists():
+        score_test(cfg, labels_path)
+    else:
         print(f"task {cfg.task}: the test split has no labels ({labels_path} absent); no test score")
-        return
+    table = results.update(cfg)
+    mine = table[table.encoder.eq(cfg.backbone) & table[f"cv_task{cfg.task}"].notna()].dropna(axis=1, how="all")
+    print(f"results ({cfg.profile_dir / 'results.csv'}), task {cfg.task}:")
+    print(mine.to_string(index=False))
+
+
+def score_test(cfg, labels_path):
     _, test = task_rows(load_examples(cfg, subset=False), cfg.task)
     path = cfg.run_root / "submissions" / f"task{cfg.task}.csv"
     validate(cfg.task, path, test)

@@ -22,6 +22,7 @@ from .io import write_json
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "configs"
+SHARED_DIRS = {"data", "features", "sample_data", "cache"}  # folders of a profile that are not an encoder's runs
 
 
 class ConfigError(EsciError):

@@ -14,12 +14,11 @@ import numpy as np
 import pandas as pd
 
 from . import LABELS, EsciError
-from .config import ROOT
+from .config import ROOT, SHARED_DIRS
 from .io import read_json
 from .tasks import METRIC_NAME, PROB_COLUMNS, TASKS, predicted_labels, sub_prob, task_metric, truth_labels
 
 TEXT = ["query", "title", "brand", "color"]
-SHARED = {"data", "features", "sample_data", "cache"}  # folders of a profile that are not an encoder's runs
 
 
 def profile_dir(profile: str = "sample", output_dir: str | None = None, backbone: str | None = None) -> Path:
@@ -30,11 +29,11 @@ def profile_dir(profile: str = "sample", output_dir: str | None = None, backbone
         raise EsciError(f"{root}: no outputs; fix: run bash run_task<k>.sh (PROFILE={profile}) first")
     backbone = backbone or os.environ.get("BACKBONE")
     if not backbone:
-        found = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in SHARED)
+        found = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in SHARED_DIRS)
         backbone = found[0] if len(found) == 1 else "minilm"
     if not (root / backbone).exists():
         raise EsciError(f"{root / backbone}: no runs of encoder {backbone}; fix: set BACKBONE to one of "
-                        f"{sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in SHARED)}")
+                        f"{sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in SHARED_DIRS)}")
     return root / backbone
 
 
@@ -111,3 +110,17 @@ def confident_errors(task: int, df: pd.DataFrame, n: int = 20, threshold: float 
     out = df.assign(given=truth_labels(task, df), predicted=pred.to_numpy(), confidence=conf)[~right]
     cols = ["example_id", "product_locale", "given", "predicted", "confidence", *TEXT]
     return out.sort_values(["confidence", "example_id"], ascending=[False, True])[cols].head(n).reset_index(drop=True)
+
+
+def curves(root: Path, name: str) -> pd.DataFrame:
+    """The training log of every fold of an experiment (train_log.jsonl): step, fold, loss and its terms, the first
+    learning rate, examples/s; evaluation lines left out."""
+    rows = []
+    for path in sorted((root / name).glob("fold*/train_log.jsonl")):
+        log = pd.read_json(path, lines=True)
+        if "eval" in log:
+            log = log[log["eval"].isna()].drop(columns="eval")
+        rows.append(log.assign(fold=path.parent.name, lr=log.lr.str[0]))
+    if not rows:
+        raise EsciError(f"{root / name}: no fold*/train_log.jsonl; fix: train the experiment with this version")
+    return pd.concat(rows, ignore_index=True)

@@ -6,14 +6,19 @@ Out: `Loop.run()` steps every `grad_accum` micro-batches (and at the epoch's end
 evaluates `evals_per_epoch` times an epoch, calls `on_best` when the score improves, and keeps a resumable
 `state.pt` (model, optimizer, scheduler, EMA, progress through the epoch's batch order, every process's RNG),
 written atomically every `save_every` steps and at each epoch's end. One tqdm bar per batch tag (examples/s).
+The training curve goes to `train_log.jsonl` beside it: every `log_every` optimizer steps the mean loss and each
+of its terms (task, R-Drop, FGM; pre-training's tasks), the learning rates and examples/s; every evaluation's
+figures. A resumed run drops the lines after its checkpoint and goes on.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
 import random
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -163,15 +168,18 @@ def shard(batches: list, accelerator) -> list:
 class Loop:
     def __init__(self, accelerator, model, optimizer, scheduler, ema: EMA | None, out: Path, *, grad_accum: int = 1,
                  max_grad_norm: float = 0.0, save_every: int = 0, evals_per_epoch: int = 1, name: str = "train",
-                 checkpoint: bool = True):
-        """checkpoint=False: no state.pt at all (timing runs)."""
+                 checkpoint: bool = True, log_every: int = 50):
+        """checkpoint=False: no state.pt and no training log at all (timing runs)."""
         self.acc, self.model, self.opt, self.sched, self.ema = accelerator, model, optimizer, scheduler, ema
         self.raw = accelerator.unwrap_model(model)
         self.state_path = Path(out) / "state.pt"
         self.grad_accum, self.max_grad_norm = grad_accum, max_grad_norm
         self.save_every, self.evals_per_epoch, self.name = save_every, evals_per_epoch, name
-        self.checkpoint = checkpoint
-        self.progress = {"epoch": 0, "micro": 0, "step": 0, "best": -math.inf, "history": []}
+        self.checkpoint, self.log_every = checkpoint, log_every
+        self.log_path = Path(out) / "train_log.jsonl"
+        self.window: dict = {}
+        self.progress = {"epoch": 0, "micro": 0, "step": 0, "best": -math.inf, "history": [], "seconds": 0.0,
+                         "examples": 0}
 
     def resume(self) -> bool:
         if not self.state_path.exists():
@@ -184,6 +192,11 @@ class Loop:
             self.ema.load_state_dict(st["ema"])
         self.progress = st["progress"]
         _set_rng_state(st["rng"][self.acc.process_index])
+        if self.acc.is_main_process and self.log_path.exists():  # lines written after the checkpoint are redone
+            keep = [line for line in self.log_path.read_text().splitlines()
+                    if json.loads(line)["step"] <= self.progress["step"]]
+            with atomic_path(self.log_path) as tmp:
+                tmp.write_text("".join(f"{line}\n" for line in keep))
         log.info("%s: resumed at epoch %d, step %d (best %.4f)", self.name, self.progress["epoch"],
                  self.progress["step"], self.progress["best"])
         return True
@@ -199,6 +212,29 @@ class Loop:
                             "progress": self.progress, "rng": rngs}, tmp)
         self.acc.wait_for_everyone()
 
+    def log(self, entry: dict) -> None:
+        if self.checkpoint and self.acc.is_main_process:
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(entry) + "\n")
+
+    def _add(self, loss: torch.Tensor, terms: dict, examples: int) -> None:
+        w = self.window
+        if not w:
+            w.update(n=0, examples=0, t=time.perf_counter(), sums={})
+        w["n"] += 1
+        w["examples"] += examples
+        for k, v in {"loss": loss.detach(), **terms}.items():
+            w["sums"][k] = w["sums"].get(k, 0.0) + v.float()
+
+    def _flush(self, epoch: int) -> None:
+        w, self.window = self.window, {}
+        if not w:
+            return
+        entry = {"step": self.progress["step"], "epoch": epoch, "lr": [g["lr"] for g in self.opt.param_groups],
+                 "ex_per_s": w["examples"] / (time.perf_counter() - w["t"])}
+        entry.update({k: float(v) / w["n"] for k, v in w["sums"].items()})
+        self.log(entry)
+
     def eval_weights(self):
         """Context in which the model holds the weights to evaluate and save (the EMA shadow when EMA is on)."""
         return contextlib.nullcontext() if self.ema is None else swapped(self.raw, self.ema.shadow)
@@ -207,22 +243,27 @@ class Loop:
         return self.ema.shadow if self.ema else self.raw.state_dict()
 
     def record(self, epoch: int, evaluate: Callable[[], tuple[float, dict]], on_best: Callable[[], None]) -> None:
+        started = time.perf_counter()
         with self.eval_weights():
             score, info = evaluate()
             entry = {"epoch": epoch, "step": self.progress["step"], **info}
             self.progress["history"].append(entry)
+            self.log({"step": entry["step"], "epoch": epoch, "eval": info})
             log.info("%s: %s", self.name, entry)
             if not score <= self.progress["best"]:  # nan (nothing to validate on) keeps the latest weights
                 self.progress["best"], self.progress["best_at"] = score, len(self.progress["history"]) - 1
                 on_best()
+        if self.window:  # the log's examples/s counts training time only
+            self.window["t"] += time.perf_counter() - started
 
     def run(self, epochs: int, batches_for: Callable[[int], list], loss_of: Callable, evaluate: Callable,
             on_best: Callable[[], None], after_backward: Callable | None = None,
             tag_of: Callable = lambda item: "train") -> dict:
-        """batches_for(epoch) -> this process's batches; loss_of(item) -> (loss tensor, its batch); evaluate() ->
-        (score, info) under the evaluation weights; on_best() saves them; after_backward(batch) adds gradients on
-        the same batch (FGM)."""
+        """batches_for(epoch) -> this process's batches; loss_of(item) -> (loss tensor, its batch, {term: detached
+        tensor}); evaluate() -> (score, info) under the evaluation weights; on_best() saves them;
+        after_backward(batch) adds gradients on the same batch (FGM) and may return more terms."""
         acc, p = self.acc, self.progress
+        clock = time.perf_counter()
         for epoch in range(p["epoch"], epochs):
             batches = batches_for(epoch)
             n_micro = len(batches)
@@ -239,10 +280,12 @@ class Loop:
                 item = batches[i]
                 last = (i + 1) % self.grad_accum == 0 or i + 1 == n_micro
                 with contextlib.nullcontext() if last else acc.no_sync(self.model):
-                    loss, batch = loss_of(item)
+                    loss, batch, terms = loss_of(item)
                     acc.backward(loss / self.grad_accum)
                     if after_backward is not None:
-                        after_backward(batch)
+                        terms.update(after_backward(batch) or {})
+                self._add(loss, terms, len(item) * acc.num_processes)
+                p["examples"] += len(item) * acc.num_processes
                 if last:
                     if self.max_grad_norm:
                         acc.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
@@ -252,6 +295,8 @@ class Loop:
                     if self.ema:
                         self.ema.update(self.raw)
                     p["step"] += 1
+                    if self.log_every and p["step"] % self.log_every == 0:
+                        self._flush(epoch)
                 p["micro"] = i + 1
                 bar = bars[tag_of(item)]
                 bar.update(len(item) * acc.num_processes)
@@ -261,8 +306,10 @@ class Loop:
                 if last and (i + 1 == n_micro or (self.save_every and p["step"] % self.save_every == 0)):
                     if i + 1 == n_micro:
                         p["epoch"], p["micro"] = epoch + 1, 0
+                    p["seconds"], clock = p["seconds"] + time.perf_counter() - clock, time.perf_counter()
                     self.save_state()
                     _fail_point(p["step"])
+            self._flush(epoch)
             for bar in bars.values():
                 bar.close()
         return p

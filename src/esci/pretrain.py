@@ -395,7 +395,7 @@ def pretrain(cfg) -> dict:
     raw = accelerator.unwrap_model(model)
     loop = Loop(accelerator, model, optimizer, scheduler, EMA(raw, cfg.ema_decay) if cfg.ema else None, out,
                 grad_accum=cfg.grad_accum, max_grad_norm=cfg.max_grad_norm, save_every=cfg.save_every,
-                name=f"{cfg.name} pre-train")
+                log_every=cfg.log_every, name=f"{cfg.name} pre-train")
     loop.resume()
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -420,7 +420,7 @@ def pretrain(cfg) -> dict:
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         with accelerator.autocast():
             loss, _ = model(item.task, batch)
-        return loss, batch
+        return loss, batch, {item.task: loss.detach()}
 
     if not loop.progress["history"]:
         loop.record(-1, score, save_best)  # the starting point: "before" figures and the fallback weights

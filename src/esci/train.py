@@ -99,8 +99,9 @@ def rdrop_term(cfg, a, b):
     return kl.mean() / 2
 
 
-def compute_loss(cfg, model, batch):
-    """The task loss with mixup (pooled features, soft targets) and/or R-Drop (one doubled forward)."""
+def compute_loss(cfg, model, batch, terms: dict | None = None):
+    """The task loss with mixup (pooled features, soft targets) and/or R-Drop (one doubled forward); `terms`, when
+    given, receives each part (detached) for the training log."""
     y, w = batch["y"], batch["w"]
     mix = soft = None
     if cfg.mixup:
@@ -108,7 +109,10 @@ def compute_loss(cfg, model, batch):
         perm = torch.randperm(len(y), device=y.device)
         mix, soft = (lam, perm), (y[perm], lam)
     if not cfg.rdrop:
-        return task_loss(cfg, model(batch, mix=mix), y, w, soft)
+        loss = task_loss(cfg, model(batch, mix=mix), y, w, soft)
+        if terms is not None:
+            terms["task"] = loss.detach()
+        return loss
     double = {k: torch.cat([v, v]) for k, v in batch.items() if not k.startswith("bag")}
     for k in [k for k in batch if k.startswith("bag") and not k.endswith("_offsets")]:
         bag, off = batch[k], batch[f"{k}_offsets"]
@@ -117,7 +121,10 @@ def compute_loss(cfg, model, batch):
     if mix is not None:  # the same mixing partners in both halves
         mix = (mix[0], torch.cat([mix[1], mix[1] + len(y)]))
     a, b = model(double, mix=mix).chunk(2)
-    return (task_loss(cfg, a, y, w, soft) + task_loss(cfg, b, y, w, soft)) / 2 + cfg.rdrop_alpha * rdrop_term(cfg, a, b)
+    task, rdrop = (task_loss(cfg, a, y, w, soft) + task_loss(cfg, b, y, w, soft)) / 2, rdrop_term(cfg, a, b)
+    if terms is not None:
+        terms["task"], terms["rdrop"] = task.detach(), rdrop.detach()
+    return task + cfg.rdrop_alpha * rdrop
 
 
 @torch.no_grad()
@@ -203,7 +210,7 @@ def train_fold(cfg, fold: int) -> dict:
     raw = accelerator.unwrap_model(model)
     loop = Loop(accelerator, model, optimizer, scheduler, EMA(raw, cfg.ema_decay) if cfg.ema else None, out,
                 grad_accum=cfg.grad_accum, max_grad_norm=cfg.max_grad_norm, save_every=cfg.save_every,
-                evals_per_epoch=cfg.evals_per_epoch, name=f"{cfg.name} fold {fold}")
+                log_every=cfg.log_every, evals_per_epoch=cfg.evals_per_epoch, name=f"{cfg.name} fold {fold}")
     loop.resume()
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -231,7 +238,8 @@ def train_fold(cfg, fold: int) -> dict:
     def loss_of(rows):
         batch = {k: v.to(accelerator.device) for k, v in
                  collate(feats["fit"], rows, cfg.pad_multiple, y, w).items()}
-        return compute_loss(cfg, model, batch), batch
+        terms = {}
+        return compute_loss(cfg, model, batch, terms), batch, terms
 
     fgm = (lambda batch: _fgm_step(cfg, model, raw, batch, accelerator)) if cfg.fgm else None
     progress = loop.run(cfg.epochs, batches_for, loss_of, evaluate, save_best, after_backward=fgm)
@@ -242,6 +250,8 @@ def train_fold(cfg, fold: int) -> dict:
                              predict(model, feats["test"], cfg, accelerator, "test"))
     metrics = {"fold": fold, "task": cfg.task, "head": cfg.head, "rows": cfg.rows, "train_rows": len(fit),
                "val_rows": len(val), "test_rows": len(test), "steps": progress["step"], "stores": stores,
+               "train_s": round(progress["seconds"], 1),
+               "train_ex_per_s": round(progress["examples"] / max(progress["seconds"], 1e-9), 1),
                "history": progress["history"]}
     if len(val):
         oof = outputs_frame(cfg.head, val.example_id.to_numpy(),
@@ -276,8 +286,10 @@ def _fgm_step(cfg, model, raw, batch, accelerator):
     rows = emb.grad.abs().sum(1).nonzero().squeeze(1)  # the batch's tokens; the others have no gradient
     backup = emb.data[rows].clone()  # restored exactly (adding and subtracting delta would leave float residue)
     emb.data[rows] += cfg.fgm_eps * emb.grad[rows] / norm
-    accelerator.backward(compute_loss(cfg, model, batch) / cfg.grad_accum)
+    adversarial = compute_loss(cfg, model, batch)
+    accelerator.backward(adversarial / cfg.grad_accum)
     emb.data[rows] = backup
+    return {"fgm": adversarial.detach()}
 
 
 _WARNED: set = set()
