@@ -117,6 +117,22 @@ class FlatWriter:
         return offsets
 
 
+class ArrayWriter:
+    """FlatWriter's interface, in memory: finish() returns (flat values, offsets)."""
+
+    def __init__(self, dtype):
+        self.dtype, self.parts, self.lens = np.dtype(dtype), [], []
+
+    def add(self, flat: np.ndarray, lens: np.ndarray) -> None:
+        self.parts.append(np.asarray(flat, self.dtype))
+        self.lens.append(np.asarray(lens, np.int64))
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        lens = np.concatenate(self.lens or [np.zeros(0, np.int64)])
+        flat = np.concatenate(self.parts) if self.parts else np.zeros(0, self.dtype)
+        return flat, np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+
+
 def product_chunks(cfg, columns: list[str]):
     """The prepared catalog's columns as {name: Arrow array}, PRODUCT_CHUNK rows at a time."""
     pf = pq.ParquetFile(cfg.data_root / "products.parquet")
@@ -194,6 +210,12 @@ class TokenStore:
                    np.array(meta["types"]), meta["use_types"], meta["pad_id"], meta["max_len"])
 
 
+def pair_text(products, cfg, tokenizer) -> pa.Array:
+    """The product side of a pair: the configured fields joined by the tokenizer's separator, cut to max_chars."""
+    sep = f" {tokenizer.sep_token or '|'} "
+    return pc.utf8_slice_codeunits(join_fields(products, cfg.fields, sep), 0, cfg.max_chars or 6 * cfg.max_len)
+
+
 def token_store(cfg, tokenizer) -> TokenStore:
     """The token store of this data set, tokenizer, fields and max_len: opened, or built once."""
     summary = check_prepared(cfg)
@@ -209,7 +231,6 @@ def token_store(cfg, tokenizer) -> TokenStore:
             raise EsciError(f"max_len={cfg.max_len} leaves no room for a query and a product; fix: raise max_len")
         queries = pd.read_parquet(cfg.data_root / "examples.parquet", columns=["qidx", "query"]) \
             .drop_duplicates("qidx").sort_values("qidx")
-        sep = f" {tokenizer.sep_token or '|'} "
         with atomic_path(folder, is_dir=True) as tmp:
             out = FlatWriter(tmp, "query", "tokens", np.int32)
             with tqdm(total=len(queries), desc="tokenize queries", unit="rows", mininterval=2) as bar:
@@ -218,7 +239,7 @@ def token_store(cfg, tokenizer) -> TokenStore:
             out, cut, short = FlatWriter(tmp, "product", "tokens", np.int32), 0, 0
             with tqdm(total=summary["products"], desc="tokenize products", unit="rows", mininterval=2) as bar:
                 for chunk in product_chunks(cfg, cfg.fields):
-                    text = pc.utf8_slice_codeunits(join_fields(chunk, cfg.fields, sep), 0, max_chars)
+                    text = pair_text(chunk, cfg, tokenizer)
                     n = _tokenize(tokenizer, text, budget, out, bar)
                     was_cut = pc.greater_equal(pc.utf8_length(text), max_chars).to_numpy(zero_copy_only=False)
                     # cut text that gave fewer tokens than a pair could hold (a larger max_chars would add some)
@@ -266,6 +287,12 @@ class UnitStore:
                    _load(folder, "product_ids"), meta["vocab"])
 
 
+def unit_texts(products) -> dict:
+    """The two product units: title+brand+color+bullets, and description."""
+    return {"mid": join_fields(products, ["title", "brand", "color", "bullets"], " "),
+            "desc": _strings(products["description"])}
+
+
 def unit_store(cfg) -> UnitStore:
     """The unit store of this data set and id_min_count: opened, or built once."""
     summary = check_prepared(cfg)
@@ -283,8 +310,7 @@ def unit_store(cfg) -> UnitStore:
             out.finish()
             writers = {u: FlatWriter(tmp, u, "bytes", np.uint8) for u in ("mid", "desc")}
             for chunk in product_chunks(cfg, list(TEXT_FIELDS)):
-                for unit, text in (("mid", join_fields(chunk, ["title", "brand", "color", "bullets"], " ")),
-                                   ("desc", _strings(chunk["description"]))):
+                for unit, text in unit_texts(chunk).items():
                     data, off = _flat(pc.utf8_lower(text))
                     writers[unit].add(data, np.diff(off))
             for w in writers.values():
@@ -414,6 +440,28 @@ class Features:
             if self.unit_match:
                 out["overlap"] = torch.from_numpy(np.stack([overlap(bags[0], b, B) for b in bags[1:]], 1))
         return out
+
+
+def memory_features(cfg, tokenizer, pairs: pd.DataFrame, vocab: dict) -> Features:
+    """Features of new (query, product) pairs held in memory: query, product_locale and the product fields (cleaned
+    text); the same tokens, units and ids as the stores would give them. vocab: brand / color -> {value: id}."""
+    template, types = pair_template(tokenizer)
+    budget = cfg.max_len - (len(template) - 2)
+    tokens, texts = {}, {}
+    for name, text in (("query", _strings(pairs["query"])), ("product", pair_text(pairs, cfg, tokenizer))):
+        out = ArrayWriter(np.int32)
+        _tokenize(tokenizer, text, budget, out, tqdm(total=len(pairs), desc=f"tokenize {name}", disable=True))
+        tokens[name] = out.finish()
+    for unit, text in {"query": _strings(pairs["query"]), **unit_texts(pairs)}.items():
+        data, off = _flat(pc.utf8_lower(text))
+        texts[unit] = (data.copy(), off.copy())
+    tok = TokenStore(None, *tokens["query"], *tokens["product"], np.array(template), np.array(types),
+                     "token_type_ids" in tokenizer.model_input_names, tokenizer.pad_token_id or 0, cfg.max_len)
+    ids = np.stack([pairs.product_locale.map(LOCALE_IDS).fillna(0).to_numpy(np.int32),
+                    norm_value(pairs.brand).map(vocab["brand"]).fillna(0).to_numpy(np.int32),
+                    norm_value(pairs.color).map(vocab["color"]).fillna(0).to_numpy(np.int32)], axis=1)
+    rows = np.arange(len(pairs))
+    return Features(tok, UnitStore(None, texts, ids, vocab), rows, rows, cfg)
 
 
 def features_for(cfg, tokenizer, rows: pd.DataFrame, tok: TokenStore | None = None,
