@@ -23,7 +23,7 @@
 #         ("resumed at epoch E, step KILL") and writes OOF and test predictions
 #     prepare_b, fold_straight, pretrain   the same fold uninterrupted (name=t2_a_straight), to compare its metric
 #         with the resumed run's; then src/02_pretrain.py configs/full.py configs/pt.py, shortened (1 epoch, all
-#         1805 products of the sample, max_len 128: a few hundred steps)
+#         1805 products of the sample, pt_max_len 128: a few hundred steps)
 #   tp_compile  bench/throughput.py --model xlmr-large --compile
 # gpu_check.json: ok, failed_step, error, dry_run, device, versions, model, throughput.{eager,compile} (ex/s of the
 # four loops, ratios), fold (kill step, where it resumed, steps, micro-F1 of the resumed and the uninterrupted run
@@ -79,7 +79,7 @@ if [ "${DRY_RUN:-0}" = 1 ] || ! $PY -c 'import sys, torch; sys.exit(not torch.cu
   FOLD_SIZE=(ngram_buckets=4096 max_len=64 batch_size=16 eval_batch_size=64 epochs=2 max_train_queries=40
              max_test_rows=60 save_every=8)
   KILL=16
-  PT_SIZE=(pt_max_products=60 max_len=64 pt_batch_size=16 eval_batch_size=64)
+  PT_SIZE=(pt_max_products=60 pt_max_len=64 pt_batch_size=16 eval_batch_size=64)
 else
   DRY=0
   BUDGET_S=${BUDGET_S:-480}
@@ -89,7 +89,7 @@ else
   # fold 0 fits 2031 rows: 64 steps an epoch, 256 in all, evaluated every 32; killed mid-epoch 1
   FOLD_SIZE=(batch_size=32 epochs=4 save_every=96)
   KILL=96
-  PT_SIZE=(pt_max_products=1805 max_len=128 pt_batch_size=32)
+  PT_SIZE=(pt_max_products=1805 pt_max_len=128 pt_batch_size=32)
 fi
 DEADLINE=$((T0 + BUDGET_S))
 want() { [[ " $PARTS " == *" $1 "* ]]; }

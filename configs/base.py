@@ -72,6 +72,7 @@ cfg = dict(
     # --- checkpoints
     save_every=500,          # optimizer steps between resumable checkpoints; 0 = only at the end
     log_every=50,            # optimizer steps between lines of train_log.jsonl (loss terms, learning rates, ex/s)
+    tracker="",              # also send them to an Accelerate tracker: tensorboard | wandb | mlflow | ... (installed)
     # --- label cleaning (confident learning)
     clean_frac=0.04,         # share of training rows dropped as label issues
     # --- blending
@@ -87,7 +88,12 @@ cfg = dict(
     pt_color=True,           # Product2Color classification
     pt_simcse=True,          # SimCSE contrastive (two dropout passes, in-batch negatives)
     pt_temperature=0.05,     # SimCSE temperature
-    pt_weights=[1.0, 1.0, 1.0, 1.0, 1.0],  # loss weights of mlm, p2q, brand, color, simcse
+    pt_weights=dict(mlm=1.0, p2q=1.0, brand=1.0, color=1.0, simcse=1.0),  # loss weight per task (missing: 1.0)
+    pt_max_len=256,          # tokens per pre-training example (MLM block, Product2Query pair, product text)
+    pt_head_lr=5e-4,         # learning rate of the pre-training heads
+    pt_grad_accum=1,         # micro-batches per optimizer step
+    pt_ema=False,            # EMA of the pre-trained weights (kept apart from fine-tuning's ema)
+    pt_ema_decay=0.999,      # its decay
     pt_span_mean=[4.0, 4.0, 8.0],  # Poisson mean of fake-query span length (characters) for us, es, jp
     pt_holdout=0.05,         # share of products held out for MLM loss and accuracies
     pt_mask_prob=0.15,       # share of MLM tokens that are targets (80% [MASK], 10% random, 10% kept)

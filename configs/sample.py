@@ -17,6 +17,10 @@ cfg = dict(
     # pre-training is off here (init_from=""): on 2 CPU cores it would double run_task2.sh. To try it:
     # OVERRIDES="init_from=pt" bash run_task2.sh (600 products, 1 epoch: a few minutes with MiniLM)
     pt_max_products=600,
+    pt_max_len=64,
+    pt_head_lr=2e-3,
+    pt_ema=True,             # the sample's pre-training as measured in bench/RESULTS.md: EMA 0.99, heads at 2e-3
+    pt_ema_decay=0.99,
     pt_holdout=0.1,
     pt_lr=1e-4,
 )

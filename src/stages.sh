@@ -19,10 +19,11 @@ pretrain() {
   if [ -z "$run" ]; then echo "pre-training: off for $1 (init_from is empty)"; return 0; fi
   $LAUNCH src/02_pretrain.py "$P" "configs/$run.py" ${OV[@]+"${OV[@]}"}
 }
-folds() { $PYTHON -m esci.config "$P" "configs/$1.py" ${OV[@]+"${OV[@]}"} --get n_folds; }
+# the folds not finished yet (one light process; the finished ones are reported as skipped), each trained
 train_all_folds() {
-  local k
-  for k in $(seq 0 $(( $(folds "$1") - 1 ))); do
+  local k pending
+  pending=$($PYTHON -m esci.config "$P" "configs/$1.py" ${OV[@]+"${OV[@]}"} --pending-folds)
+  for k in $pending; do
     $LAUNCH src/03_train.py "$P" "configs/$1.py" ${OV[@]+"${OV[@]}"} fold="$k"
   done
 }

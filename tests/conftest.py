@@ -1,3 +1,10 @@
+"""Shared fixtures. Under pytest-xdist (pyproject's addopts) each worker and the processes it starts use one torch
+thread: two workers on two cores, each with torch's default threads, spin against each other many times slower."""
+import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pandas as pd
 import pytest
 
@@ -21,3 +28,8 @@ def esci(sample_dir):
 def raw(sample_dir):
     """Fresh copies of the raw sample frames, to corrupt in a test."""
     return pd.read_parquet(sample_dir / EXAMPLES), pd.read_parquet(sample_dir / PRODUCTS)
+
+
+def pytest_collection_modifyitems(items):
+    """The driver runs (the longest file) first, so that one worker starts them while the other takes the rest."""
+    items.sort(key=lambda item: not item.nodeid.startswith("tests/test_pipeline.py"))

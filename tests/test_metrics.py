@@ -114,3 +114,15 @@ def test_reliability_bins_and_ece():
     assert table.bin.tolist() == [5, 9] and table.rows.tolist() == [2, 4]
     assert table.accuracy.tolist() == [0.5, 0.75]
     assert ece == pytest.approx((2 * 0.05 + 4 * 0.2) / 6)
+
+
+def test_per_query_figures_of_each_task():
+    from esci.explore import per_query
+    df = pd.DataFrame({"query_id": [1, 1, 2, 2], "esci_label": ["E", "I", "S", "E"],
+                       "p_E": [0.9, 0.1, 0.8, 0.3], "p_S": [0.05, 0.1, 0.7, 0.6],
+                       "p_C": [0.03, 0.1, 0.05, 0.05], "p_I": [0.02, 0.7, 0.05, 0.05]})
+    # task 2 ranks by expected gain: query 2 puts its S row (gain 0.1) above its E row
+    expected = (0.1 + 1 / np.log2(3)) / (1 + 0.1 / np.log2(3))
+    assert per_query(2, df).to_dict() == pytest.approx({1: 1.0, 2: expected})
+    # task 3 at threshold 0.5 on p_S: query 2 calls its E row a substitute
+    assert per_query(3, df, 0.5).to_dict() == {1: 1.0, 2: 0.5}

@@ -1,5 +1,6 @@
 """Multi-task pre-training: corpus builders follow their label rules, masking is BERT's, the stage lowers
-held-out MLM loss on the tiny encoder, resumes after a kill, and fine-tuning starts from its output unchanged."""
+held-out MLM loss on the tiny encoder, resumes after a kill, and fine-tuning starts from its output unchanged;
+its optimisation keys are its own (fine-tuning's never change it) and its loss weights are named."""
 import json
 import os
 import subprocess
@@ -11,10 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
+from esci import EsciError
 from esci.config import load_config
 from esci.model import load_tokenizer
 from esci.pretrain import (IGNORE, attr_labels, attr_vocab, build_corpora, fake_query, load_catalog, mask_tokens,
-                           mlm_blocks, p2q_pairs)
+                           mlm_blocks, p2q_pairs, pretrain_fingerprint)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,7 +97,7 @@ def _run(stage, *cfg_args, env=None):
                           capture_output=True, text=True, env={**os.environ, **(env or {})})
 
 
-PT = ["configs/pt.py", "model_dir=tiny", "pt_max_products=300", "pt_epochs=2", "pt_lr=1e-3", "head_lr=3e-3",
+PT = ["configs/pt.py", "model_dir=tiny", "pt_max_products=300", "pt_epochs=2", "pt_lr=1e-3", "pt_head_lr=3e-3",
       "pt_holdout=0.1", "save_every=10", "sample_queries=120"]
 
 
@@ -134,3 +136,14 @@ def test_pretrain_lowers_mlm_loss_resumes_and_seeds_fine_tuning(tmp_path):
     assert shared
     for v in shared:
         assert torch.equal(model.brand.weight[brands[v]].detach(), saved["weight"][saved["vocab"][v]])
+
+
+def test_pretraining_keys_are_its_own_and_weights_named(tmp_path, sample_dir):
+    cfg = catalog_cfg(tmp_path, sample_dir)
+    fp = pretrain_fingerprint(cfg)
+    assert pretrain_fingerprint(cfg.replace(head_lr=0.5, ema=not cfg.ema, max_len=32, grad_accum=4, lr=0.5)) == fp
+    for key, value in (("pt_head_lr", 0.5), ("pt_ema", not cfg.pt_ema), ("pt_max_len", 32), ("pt_grad_accum", 4),
+                       ("pt_weights", {"p2q": 2.0})):
+        assert pretrain_fingerprint(cfg.replace(**{key: value})) != fp, key
+    with pytest.raises(EsciError, match="pt_weights=.*unknown: \\['brnd'\\]"):
+        pretrain_fingerprint(cfg.replace(pt_weights={"mlm": 1.0, "brnd": 2.0}))

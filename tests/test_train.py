@@ -1,5 +1,6 @@
 """The training loop on the tiny encoder: every head and trick trains, accumulation steps every N micro-batches,
-a run killed mid-epoch resumes to the same result, OOF covers each training row once."""
+a run killed mid-epoch resumes to the same result, OOF covers each training row once, the training log reaches
+an Accelerate tracker."""
 import json
 import math
 import os
@@ -12,9 +13,14 @@ import pandas as pd
 import pytest
 import torch
 
+from accelerate import Accelerator
+from accelerate.tracking import GeneralTracker
+
+import esci.loop as loop_module
+from esci import EsciError
 from esci.config import load_config
 from esci.prepare import experiment_rows, load_examples, prepare
-from esci.loop import EMA
+from esci.loop import EMA, Loop, make_accelerator
 from esci.train import batch_order, collate, compute_loss, rdrop_term, task_loss
 from esci.features import Features, TokenStore
 
@@ -217,3 +223,41 @@ def test_a_changed_config_never_reuses_a_fold(tmp_path):
     with pytest.raises(EsciError, match="made from other inputs than f asks for now"):
         load_member(cfg, train, test)  # the blend reads folds made with lr 3e-4 while the config says 5e-4
     assert len(load_member(cfg.replace(lr=3e-4), train, test)[0]) == len(train)
+
+
+class Recorder(GeneralTracker):
+    name, requires_logging_directory, main_process_only = "recorder", False, True
+
+    def __init__(self):
+        super().__init__()
+        self.logged = []
+
+    @property
+    def tracker(self):
+        return self
+
+    def store_init_configuration(self, values):
+        pass
+
+    def log(self, values, step=None, **kwargs):
+        self.logged.append((step, values))
+
+
+def test_a_tracker_gets_the_training_log_as_scalars(tmp_path):
+    recorder = Recorder()
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loop = Loop(Accelerator(cpu=True, log_with=[recorder]), model, opt,
+                torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), None, tmp_path)
+    entry = {"step": 3, "epoch": 0, "loss": 0.5, "lr": [1e-4, 2e-3], "eval": {"task2_f1": 0.7, "note": "x"}}
+    loop.log(entry)
+    assert recorder.logged == [(3, {"loss": 0.5, "lr/0": 1e-4, "lr/1": 2e-3, "eval/task2_f1": 0.7})]
+    assert json.loads((tmp_path / "train_log.jsonl").read_text()) == entry
+
+
+def test_a_tracker_that_is_not_installed_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(loop_module.TRACKER_PACKAGES, "tensorboard", "no_such_tracker_package")
+    with pytest.raises(EsciError, match="pip install no_such_tracker_package"):
+        make_accelerator(tiny_cfg(tmp_path, "tracker=tensorboard"))
+    with pytest.raises(EsciError, match="tracker='tb' is not one of"):
+        make_accelerator(tiny_cfg(tmp_path, "tracker=tb"))

@@ -170,12 +170,19 @@ def member_config(cfg: Config, name: str) -> Config:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m esci.config FILES... [key=value ...] --get KEY` prints one resolved value (for the drivers)."""
+    """For the drivers: `python -m esci.config FILES... [key=value ...] --get KEY` prints one resolved value;
+    `... --pending-folds` the folds of the experiment still to train (the finished ones reported as skipped)."""
     argv = sys.argv[1:] if argv is None else argv
-    key = argv[argv.index("--get") + 1]
+    pending = "--pending-folds" in argv
+    argv = [a for a in argv if a != "--pending-folds"]
+    key = None if pending else argv[argv.index("--get") + 1]
     try:
         cfg = from_argv([a for i, a in enumerate(argv) if a != "--get" and (i == 0 or argv[i - 1] != "--get")])
-    except ConfigError as e:
+        if pending:
+            from .provenance import pending_folds
+            print(*pending_folds(cfg))
+            return
+    except EsciError as e:
         print(f"config: error: {e}", file=sys.stderr)
         sys.exit(2)
     value = cfg[key]

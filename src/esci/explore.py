@@ -3,7 +3,7 @@
 In: only the finished outputs under output/<profile>/ (prepared tables, experiments' fold*/oof.parquet, a blend's
 oof.parquet, cv.csv and blend.json). Out: tidy frames: OOF rows joined with their labels and text, confusion
 matrices, per-locale metrics, per-query nDCG, reliability bins with the expected calibration error, and the most
-confident errors.
+confident errors; and the notebooks' plots (matplotlib, imported only when a plot is drawn).
 """
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import LABELS, EsciError
+from . import GAINS, LABELS, EsciError
 from .config import ROOT, SHARED_DIRS
 from .io import read_json
+from .metrics import ndcg_per_query
 from .tasks import METRIC_NAME, PROB_COLUMNS, TASKS, predicted_labels, sub_prob, task_metric, truth_labels
 
 TEXT = ["query", "title", "brand", "color"]
@@ -124,3 +125,81 @@ def curves(root: Path, name: str) -> pd.DataFrame:
     if not rows:
         raise EsciError(f"{root / name}: no fold*/train_log.jsonl; fix: train the experiment with this version")
     return pd.concat(rows, ignore_index=True)
+
+
+def fold_figures(root: Path, task: int, members: list[str]) -> pd.DataFrame:
+    """Each member's steps and task metric per fold (its folds' metrics.json), members as rows."""
+    keep = ("fold", "steps", f"task{task}_{METRIC_NAME[task]}")
+    rows = [{"member": m, **{k: v for k, v in read_json(p).items() if k in keep}}
+            for m in members for p in sorted((root / m).glob("fold*/metrics.json"))]
+    return pd.DataFrame(rows).pivot(index="member", columns="fold")
+
+
+def per_query(task: int, df: pd.DataFrame, threshold: float = 0.5) -> pd.Series:
+    """Task 1: each query's nDCG of the blended score; task 2: its nDCG ranked by expected gain; task 3: its share
+    of right substitute calls."""
+    if task == 1:
+        return ndcg_per_query(df)
+    if task == 2:
+        return ndcg_per_query(df.assign(score=df[PROB_COLUMNS["cls4"]].to_numpy() @ [GAINS[x] for x in LABELS]))
+    right = pd.Series(confidence(task, df, threshold)[1], index=df.index)
+    return right.groupby(df.query_id).mean().rename("accuracy")
+
+
+def plot_weights(cv: pd.DataFrame) -> None:
+    import matplotlib.pyplot as plt
+    members = cv[cv.member != "blend"]
+    _, ax = plt.subplots(figsize=(5, 2.5))
+    ax.barh(members.member, members.weight)
+    ax.set_xlabel("blend weight")
+    ax.set_xlim(0, 1)
+    plt.show()
+
+
+def plot_curves(root: Path, members: list[str]) -> None:
+    """Training loss against the optimizer step, one panel per member, one line per fold."""
+    import matplotlib.pyplot as plt
+    _, axes = plt.subplots(1, len(members), figsize=(4 * len(members), 3), squeeze=False)
+    for ax, member in zip(axes[0], members):
+        for fold, part in curves(root, member).groupby("fold"):
+            ax.plot(part.step, part.loss, label=fold)
+        ax.set_title(member)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+    axes[0][0].legend()
+    plt.tight_layout()
+    plt.show()
+
+
+def plot_hist(values: pd.Series, xlabel: str) -> None:
+    import matplotlib.pyplot as plt
+    _, ax = plt.subplots(figsize=(5, 3))
+    ax.hist(values, bins=20)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("queries")
+    plt.show()
+
+
+def plot_confusion(cm: pd.DataFrame) -> None:
+    """Row-normalized colours, counts written in the cells."""
+    import matplotlib.pyplot as plt
+    _, ax = plt.subplots(figsize=(4, 4))
+    ax.imshow(cm.div(cm.sum(axis=1).clip(lower=1), axis=0), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(cm.columns)), cm.columns)
+    ax.set_yticks(range(len(cm.index)), cm.index)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("given")
+    for (i, j), v in np.ndenumerate(cm.to_numpy()):
+        ax.text(j, i, v, ha="center", va="center")
+    plt.show()
+
+
+def plot_reliability(bins: pd.DataFrame, ece: float) -> None:
+    import matplotlib.pyplot as plt
+    _, ax = plt.subplots(figsize=(4, 4))
+    ax.plot([0, 1], [0, 1], ls="--", c="grey")
+    ax.plot(bins.confidence, bins.accuracy, marker="o")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"ECE {ece:.3f}")
+    plt.show()

@@ -8,11 +8,13 @@ evaluates `evals_per_epoch` times an epoch, calls `on_best` when the score impro
 written atomically every `save_every` steps and at each epoch's end. One tqdm bar per batch tag (examples/s).
 The training curve goes to `train_log.jsonl` beside it: every `log_every` optimizer steps the mean loss and each
 of its terms (task, R-Drop, FGM; pre-training's tasks), the learning rates and examples/s; every evaluation's
-figures. A resumed run drops the lines after its checkpoint and goes on.
+figures. A resumed run drops the lines after its checkpoint and goes on. With `tracker` set (an Accelerate
+tracker: tensorboard, wandb, mlflow, ...) the same numbers also go to it, under `<out>/tracker`.
 """
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import math
@@ -28,6 +30,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, gather_object
 from tqdm.auto import tqdm
 
+from . import EsciError
 from .io import atomic_path
 
 log = logging.getLogger("esci")
@@ -54,11 +57,38 @@ def precision(cfg) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
-def make_accelerator(cfg, find_unused: bool = False) -> Accelerator:
-    """find_unused: DDP tolerates parameters a step leaves unused (pre-training's per-task heads)."""
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml",
+                    "aim": "aim", "clearml": "clearml", "dvclive": "dvclive"}
+
+
+def _scalars(entry: dict, prefix: str = "") -> dict:
+    """A train_log entry as flat scalars for a tracker: {"eval": {"f1": x}} -> eval/f1, lr [a, b] -> lr/0, lr/1."""
+    out = {}
+    for k, v in entry.items():
+        if isinstance(v, dict):
+            out.update(_scalars(v, f"{prefix}{k}/"))
+        elif isinstance(v, list):
+            out.update(_scalars(dict(enumerate(v)), f"{prefix}{k}/"))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step", "epoch"):
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def make_accelerator(cfg, find_unused: bool = False, out: Path | None = None) -> Accelerator:
+    """find_unused: DDP tolerates parameters a step leaves unused (pre-training's per-task heads); out: the run's
+    folder, where a tracker (cfg.tracker) writes."""
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if find_unused else []
+    if cfg.tracker:
+        package = TRACKER_PACKAGES.get(cfg.tracker)
+        if package is None:
+            raise EsciError(f"tracker={cfg.tracker!r} is not one of {sorted(TRACKER_PACKAGES)}; fix: pick one, or "
+                            "tracker= (train_log.jsonl only)")
+        if importlib.util.find_spec(package) is None:
+            raise EsciError(f"tracker={cfg.tracker} needs the package {package}, which is not installed; fix: "
+                            f"pip install {package}, or tracker= (train_log.jsonl only)")
     accelerator = Accelerator(mixed_precision=precision(cfg), cpu=not torch.cuda.is_available(),
-                              kwargs_handlers=handlers)
+                              kwargs_handlers=handlers, log_with=cfg.tracker or None,
+                              project_dir=str(out) if out is not None else None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     return accelerator
@@ -177,6 +207,8 @@ class Loop:
         self.save_every, self.evals_per_epoch, self.name = save_every, evals_per_epoch, name
         self.checkpoint, self.log_every = checkpoint, log_every
         self.log_path = Path(out) / "train_log.jsonl"
+        if checkpoint and accelerator.log_with:
+            accelerator.init_trackers("tracker")
         self.window: dict = {}
         self.progress = {"epoch": 0, "micro": 0, "step": 0, "best": -math.inf, "history": [], "seconds": 0.0,
                          "examples": 0}
@@ -213,9 +245,13 @@ class Loop:
         self.acc.wait_for_everyone()
 
     def log(self, entry: dict) -> None:
-        if self.checkpoint and self.acc.is_main_process:
+        if not self.checkpoint:
+            return
+        if self.acc.is_main_process:
             with open(self.log_path, "a") as f:
                 f.write(json.dumps(entry) + "\n")
+        if self.acc.trackers:
+            self.acc.log(_scalars(entry), step=entry["step"])
 
     def _add(self, loss: torch.Tensor, terms: dict, examples: int) -> None:
         w = self.window

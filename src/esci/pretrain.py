@@ -3,7 +3,7 @@
 In: a config (the pt_* keys of configs/base.py) and the prepared catalog (output/<profile>/data/products.parquet).
 Corpora, per locale, from the catalog's products (a `pt_holdout` share of products is held out for evaluation):
   mlm     product text `locale | title | brand | color | bullets | description`, tokenized once, cut into blocks
-          of max_len; 15% of tokens masked (80% [MASK], 10% random, 10% kept)
+          of pt_max_len; 15% of tokens masked (80% [MASK], 10% random, 10% kept)
   p2q     Product2Query: a fake query of 1-2 character spans of title+brand+color (span length from a truncated
           Poisson, mean per locale) paired with its product (label 1), and the locale's fake queries permuted so
           that none meets its own product (label 0)
@@ -43,6 +43,7 @@ from .provenance import begin, data_identity, digest, fingerprint, record
 log = logging.getLogger("esci")
 
 TASKS = ("mlm", "p2q", "attr", "simcse")
+LOSSES = ("mlm", "p2q", "brand", "color", "simcse")  # the keys of pt_weights
 MLM_FIELDS = ["locale", "title", "brand", "color", "bullets", "description"]
 ATTR_FIELDS = ["locale", "title", "bullets", "description"]
 SPAN_LOCALES = ("us", "es", "jp")  # order of pt_span_mean
@@ -158,10 +159,10 @@ def build_corpora(df: pd.DataFrame, tokenizer, cfg, rng: np.random.Generator, at
     text = product_text(df, MLM_FIELDS, "|")
     out = {}
     if cfg.pt_mlm:
-        out["mlm"] = mlm_blocks(text, df.locale.tolist(), tokenizer, cfg.max_len)
+        out["mlm"] = mlm_blocks(text, df.locale.tolist(), tokenizer, cfg.pt_max_len)
     if cfg.pt_p2q:
         pairs = p2q_pairs(df, dict(zip(SPAN_LOCALES, cfg.pt_span_mean)), rng)
-        c = _tok(tokenizer, pairs["query"].tolist(), [text[i] for i in pairs["product"]], cfg.max_len)
+        c = _tok(tokenizer, pairs["query"].tolist(), [text[i] for i in pairs["product"]], cfg.pt_max_len)
         c.labels = pairs.label.to_numpy(np.int64)
         out["p2q"] = c
     if cfg.pt_brand or cfg.pt_color:
@@ -169,11 +170,11 @@ def build_corpora(df: pd.DataFrame, tokenizer, cfg, rng: np.random.Generator, at
                            attr_labels(df.color, attr_vocabs["color"]) if cfg.pt_color else np.full(len(df), IGNORE)],
                           axis=1)
         keep = (labels != IGNORE).any(axis=1)
-        c = _tok(tokenizer, [t for t, k in zip(product_text(df, ATTR_FIELDS, "|"), keep) if k], max_len=cfg.max_len)
+        c = _tok(tokenizer, [t for t, k in zip(product_text(df, ATTR_FIELDS, "|"), keep) if k], max_len=cfg.pt_max_len)
         c.labels = labels[keep]
         out["attr"] = c
     if cfg.pt_simcse:
-        out["simcse"] = _tok(tokenizer, text, max_len=cfg.max_len)
+        out["simcse"] = _tok(tokenizer, text, max_len=cfg.pt_max_len)
     return out
 
 
@@ -216,7 +217,7 @@ class PretrainModel(nn.Module):
         self.brand_table = nn.Embedding(max(n_brands, 1), cfg.id_dim)
         self.color_table = nn.Embedding(max(n_colors, 1), cfg.id_dim)
         self.sim = nn.Sequential(nn.Linear(h, h), nn.Tanh())
-        self.weights = dict(zip(("mlm", "p2q", "brand", "color", "simcse"), cfg.pt_weights))
+        self.weights = {**dict.fromkeys(LOSSES, 1.0), **cfg.pt_weights}
         self.temperature = cfg.pt_temperature
 
     def _hidden(self, batch):
@@ -297,9 +298,10 @@ def _load_corpora(path: Path) -> dict:
 
 def _corpora(cfg, tokenizer, catalog, vocabs, cache: Path) -> tuple[dict, dict]:
     """(fit, held-out) corpora, built once per (data content, tokenizer, config) and cached on disk as arrays."""
-    keys = [k for k in sorted(cfg) if k.startswith("pt_") and k not in ("pt_epochs", "pt_lr", "pt_weights")]
+    optimisation = ("pt_epochs", "pt_lr", "pt_weights", "pt_head_lr", "pt_grad_accum", "pt_ema", "pt_ema_decay")
+    keys = [k for k in sorted(cfg) if k.startswith("pt_") and k not in optimisation]
     key = digest(["pt", read_json(cfg.data_root / "summary.json")["hashes"],
-                  tokenizer_fingerprint(cfg.model_dir, tokenizer), cfg.max_len, cfg.seed, {k: cfg[k] for k in keys}])
+                  tokenizer_fingerprint(cfg.model_dir, tokenizer), cfg.seed, {k: cfg[k] for k in keys}])
     path = cache / f"pt_{key}.npz"
     if not path.exists():
         rng = np.random.default_rng(cfg.seed + 2)
@@ -340,11 +342,14 @@ def evaluate(model, held: dict, cfg, tokenizer, accelerator, pad_id: int, specia
 
 
 # what a pre-training run depends on besides the data (fine-tuning keys such as lr or epochs do not count)
-PRETRAIN_KEYS = ["seed", "model_dir", "max_len", "id_dim", "head_lr", "warmup_ratio", "max_grad_norm", "grad_accum",
-                 "ema", "ema_decay", "precision", "pad_multiple", "bucket"]
+PRETRAIN_KEYS = ["seed", "model_dir", "id_dim", "warmup_ratio", "max_grad_norm", "precision", "pad_multiple", "bucket"]
 
 
 def pretrain_fingerprint(cfg) -> dict:
+    unknown = set(cfg.pt_weights) - set(LOSSES)
+    if unknown or not all(isinstance(w, (int, float)) for w in cfg.pt_weights.values()):
+        raise EsciError(f"pt_weights={cfg.pt_weights}: keys must be among {', '.join(LOSSES)} with numbers as "
+                        f"values (unknown: {sorted(unknown)}); fix: e.g. pt_weights={{'mlm': 1.0, 'p2q': 2.0}}")
     prepare(cfg)
     return fingerprint(cfg, PRETRAIN_KEYS + [k for k in cfg if k.startswith("pt_")], data=data_identity(cfg))
 
@@ -355,7 +360,7 @@ def pretrain(cfg) -> dict:
     if begin(out, fp, cfg.force, is_complete(cfg)):
         log.info("%s is complete; skipping", out)
         return read_json(out / "metrics.json")
-    accelerator = make_accelerator(cfg, find_unused=True)
+    accelerator = make_accelerator(cfg, find_unused=True, out=out)
     accelerator.wait_for_everyone()
     seed_all(cfg.seed + accelerator.process_index)
     catalog = load_catalog(cfg)
@@ -385,16 +390,16 @@ def pretrain(cfg) -> dict:
         return shard([stream[i] for i in order], accelerator)
 
     total_steps = math.ceil(sum(math.ceil(len(c) / cfg.pt_batch_size) for c in fit.values())
-                            / accelerator.num_processes / cfg.grad_accum) * cfg.pt_epochs
+                            / accelerator.num_processes / cfg.pt_grad_accum) * cfg.pt_epochs
     optimizer = adamw([{"params": [p for n, p in model.named_parameters() if n.startswith("encoder.")],
                         "lr": cfg.pt_lr},
                        {"params": [p for n, p in model.named_parameters() if not n.startswith("encoder.")],
-                        "lr": cfg.head_lr}])
+                        "lr": cfg.pt_head_lr}])
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
-    loop = Loop(accelerator, model, optimizer, scheduler, EMA(raw, cfg.ema_decay) if cfg.ema else None, out,
-                grad_accum=cfg.grad_accum, max_grad_norm=cfg.max_grad_norm, save_every=cfg.save_every,
+    loop = Loop(accelerator, model, optimizer, scheduler, EMA(raw, cfg.pt_ema_decay) if cfg.pt_ema else None, out,
+                grad_accum=cfg.pt_grad_accum, max_grad_norm=cfg.max_grad_norm, save_every=cfg.save_every,
                 log_every=cfg.log_every, name=f"{cfg.name} pre-train")
     loop.resume()
     if accelerator.is_main_process:

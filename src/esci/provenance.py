@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from . import EsciError
@@ -20,8 +21,8 @@ from .io import read_json, write_json
 CODE_VERSION = 2  # bump when a change alters what a stage makes from the same inputs
 # keys that change where or how fast a result is made, not what it is
 RUN_ONLY = {"profile", "name", "fold", "force", "data_dir", "output_dir", "threads", "save_every", "log_every",
-            "eval_batch_size", "compile", "members", "blend_steps", "clean_frac", "sample_queries", "sample_noise",
-            "sample_if_missing"}
+            "tracker", "eval_batch_size", "compile", "members", "blend_steps", "clean_frac", "sample_queries",
+            "sample_noise", "sample_if_missing"}
 FIX = "fix: give this run another name=..., or add --force (drivers: OVERRIDES=\"force=True\") to redo it"
 
 
@@ -103,6 +104,20 @@ def fold_fingerprint(cfg) -> dict:
         inputs["exclude_from"] = file_digest(cfg.run_root / cfg.exclude_from / "label_issues.parquet")
     keys = [k for k in cfg if k not in RUN_ONLY and not k.startswith("pt_")]
     return fingerprint(cfg, keys, **inputs)
+
+
+def pending_folds(cfg) -> list[int]:
+    """The folds of cfg's experiment a driver still has to run: no metrics.json yet, or made from other inputs
+    (their stage then says what changed). Reports the others as skipped, in one light process for the lot."""
+    fp = fold_fingerprint(cfg)
+    pending = []
+    for k in range(cfg.n_folds):
+        folder = cfg.run_dir / f"fold{k}"
+        if (folder / "metrics.json").exists() and stale(folder, fp) is None:
+            print(f"{folder} is complete; skipping", file=sys.stderr)
+        else:
+            pending.append(k)
+    return pending
 
 
 def check_fold(cfg, fold_dir: Path) -> None:

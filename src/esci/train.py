@@ -196,7 +196,7 @@ def train_fold(cfg, fold: int) -> dict:
     if begin(out, fp, cfg.force, is_complete(cfg, fold)):
         log.info("%s is complete; skipping", out)
         return read_json(out / "metrics.json")
-    accelerator = make_accelerator(cfg)
+    accelerator = make_accelerator(cfg, out=out)
     accelerator.wait_for_everyone()  # a stale fold is removed before anyone writes
     seed_all(cfg.seed + max(fold, 0) * 1000 + accelerator.process_index)
     fit, val, test, feats, model, stores = _setup(cfg, fold)
