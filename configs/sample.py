@@ -8,7 +8,8 @@ cfg = dict(
     batch_size=16,
     lr=1e-4,
     head_lr=2e-3,
-    ngram_buckets=32768,     # the sample has about 10,000 distinct 3-grams; more rows only slow the CPU steps
+    ngram_buckets=32768,     # enough for the sample's ~10,000 distinct 3-grams; on a real catalog use the base's
+                             # 524288 (real dev set: task-1 nDCG -0.012 at 32768; bench/RESULTS.md)
     id_min_count=1,
     pad_multiple=8,
     save_every=100,

@@ -50,8 +50,6 @@ SPAN_LOCALES = ("us", "es", "jp")  # order of pt_span_mean
 IGNORE = -100
 
 
-# ---------------------------------------------------------------- corpora
-
 def load_catalog(cfg) -> pd.DataFrame:
     """Products with locale/title/brand/color/bullets/description columns and a seeded `holdout` flag."""
     prepare(cfg)
@@ -198,8 +196,6 @@ def collate(c: Corpus, rows, pad_id: int, pad_multiple: int) -> dict:
     return batch
 
 
-# ---------------------------------------------------------------- model
-
 class PretrainModel(nn.Module):
     """The shared encoder with an MLM head (decoder tied to the word embeddings), a Product2Query head, brand and
     color heads scored against ID tables, and the SimCSE projection."""
@@ -260,8 +256,6 @@ class PretrainModel(nn.Module):
             return self.weights["simcse"] * loss, {"simcse_loss": (loss.item() * len(a), len(a))}
         raise ValueError(f"unknown pre-training task {task!r}")
 
-
-# ---------------------------------------------------------------- training
 
 def is_complete(cfg) -> bool:
     return (cfg.run_dir / "metrics.json").exists()
