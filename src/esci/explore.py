@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import GAINS, LABELS, EsciError
+from . import LABELS, EsciError
 from .config import ROOT, SHARED_DIRS
 from .io import read_json
 from .metrics import ndcg_per_query
-from .tasks import METRIC_NAME, PROB_COLUMNS, TASKS, predicted_labels, sub_prob, task_metric, truth_labels
+from .tasks import METRIC_NAME, PROB_COLUMNS, TASKS, expected_gain, predicted_labels, sub_prob, task_metric, truth_labels
 
 TEXT = ["query", "title", "brand", "color"]
 
@@ -141,7 +141,7 @@ def per_query(task: int, df: pd.DataFrame, threshold: float = 0.5) -> pd.Series:
     if task == 1:
         return ndcg_per_query(df)
     if task == 2:
-        return ndcg_per_query(df.assign(score=df[PROB_COLUMNS["cls4"]].to_numpy() @ [GAINS[x] for x in LABELS]))
+        return ndcg_per_query(df.assign(score=expected_gain(df[PROB_COLUMNS["cls4"]].to_numpy())))
     right = pd.Series(confidence(task, df, threshold)[1], index=df.index)
     return right.groupby(df.query_id).mean().rename("accuracy")
 

@@ -49,6 +49,11 @@ def targets(df: pd.DataFrame, head: str) -> np.ndarray:
     return df.esci_label.map(GAINS).to_numpy(np.float32)
 
 
+def expected_gain(p: np.ndarray) -> np.ndarray:
+    """Task 1's score of E/S/C/I probabilities (rows, in LABELS order)."""
+    return p @ np.array([GAINS[label] for label in LABELS])
+
+
 def outputs_frame(head: str, example_id: np.ndarray, out: torch.Tensor) -> pd.DataFrame:
     out = out.float()
     df = pd.DataFrame({"example_id": example_id})
@@ -56,7 +61,7 @@ def outputs_frame(head: str, example_id: np.ndarray, out: torch.Tensor) -> pd.Da
         p = out.softmax(-1).numpy()
         for i, c in enumerate(HEADS["cls4"].columns):
             df[c] = p[:, i]
-        df["score"] = p @ np.array([GAINS[label] for label in LABELS])
+        df["score"] = expected_gain(p)
     elif head == "cls2":
         df["p_sub"] = df["score"] = out.softmax(-1)[:, 1].numpy()
     else:
