@@ -41,7 +41,7 @@ cfg = dict(
     id_min_count=2,          # brand/color values seen fewer times in training judgements map to 0
     head_dropout=0.1,        # dropout before each head Linear
     # --- loss
-    loss="ce",               # ce | poly1 (CE + poly_eps * (1 - p_true)); reg heads always use MSE
+    loss="ce",               # ce | poly1 (CE + poly_eps * (1 - p_true)); reg heads: MSE, or bce (BCE on the gains)
     poly_eps=1.0,            # Poly-1 epsilon
     # --- optimisation
     epochs=3,                # passes over the training folds
@@ -78,6 +78,9 @@ cfg = dict(
     # --- blending
     members=[],              # experiment names blended (task 1: classifiers and regressors)
     blend_steps=10,          # weight grid resolution per member (weights in multiples of 1/blend_steps)
+    stack=False,             # LightGBM over members' OOF outputs + lexical + query-group features, out-of-fold on
+                             # the same folds; its predictions replace the weighted blend's (esci.stack)
+    stack_params={},         # LightGBM parameters over esci.stack.DEFAULTS (e.g. num_boost_round, num_leaves)
     # --- multi-task pre-training (Figure 1)
     pt_epochs=1,             # passes over the catalog corpora
     pt_batch_size=32,        # examples per pre-training batch

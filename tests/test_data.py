@@ -64,6 +64,27 @@ def test_prepared_task_rows_share_one_fold_per_query(tmp_path, sample_dir):
     assert sorted(labels.example_id) == sorted(ex.example_id[ex.split.eq("test")])
 
 
+def test_prepared_tables_follow_file_content_not_file_times(tmp_path, sample_dir):
+    """A copied or touched file with the same bytes is the same input; same size, other bytes is not."""
+    import os
+    import shutil
+    from esci import EsciError
+    from esci.config import load_config
+    from esci.prepare import check_prepared, prepare
+    data = tmp_path / "data"
+    shutil.copytree(sample_dir, data)
+    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}/out", f"data_dir={data}"])
+    prepare(cfg)
+    examples = data / EXAMPLES
+    os.utime(examples, ns=(1, 1))
+    check_prepared(cfg)
+    blob = bytearray(examples.read_bytes())
+    blob[len(blob) // 2] ^= 1
+    examples.write_bytes(bytes(blob))
+    with pytest.raises(EsciError, match="prepared from other inputs .*files changed.*fix:"):
+        check_prepared(cfg)
+
+
 @pytest.mark.parametrize("change,words", [("text", "two texts"), ("locale", "two locales"),
                                           ("split", "both splits")])
 def test_query_id_with_two_texts_locales_or_splits(tmp_path, raw, change, words):

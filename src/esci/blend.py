@@ -8,6 +8,9 @@ Out: output/<profile>/<blend name>/ with oof.parquet and test.parquet (blended, 
   task 1  score = sum_m w_m * score_m (classifiers' expected gain, regressors' predicted gain), by nDCG
   task 2  p = sum_m w_m * p_m, argmax, by micro-F1
   task 3  p_sub = sum_m w_m * p_sub_m (p_S for 4-class members) and a threshold, by micro-F1
+With stack=True (esci.stack), a LightGBM model over the members' full outputs, lexical and query-group features is
+fit out-of-fold on the same folds; cv.csv shows its CV beside the weighted blend's, and its predictions are the
+ones written (and submitted).
 Weights are multiples of 1/blend_steps, found by greedy ensemble selection with replacement (Caruana et al. 2004):
 start from the best member, then blend_steps - 1 times add one share to the member that helps most, and keep the
 best blend seen. That is members x blend_steps evaluations, not a grid that grows exponentially with the members;
@@ -22,8 +25,10 @@ import pandas as pd
 
 from . import EsciError
 from .io import write_csv, write_json, write_parquet
+from .lexical import lexical_features
 from .members import load_member
 from .metrics import ndcg
+from .stack import stack
 from .tasks import HEADS, METRIC_NAME, PROB_COLUMNS, TASKS, sub_prob, truth_labels
 
 log = logging.getLogger("esci")
@@ -89,13 +94,14 @@ def run_blend(cfg, train: pd.DataFrame, test: pd.DataFrame, member_cfgs: list) -
         raise EsciError(f"{cfg.name}: config lists no members; fix: set members=[...] in the blend config")
     labelled = train.sort_values("example_id").reset_index(drop=True)
     ids_test = np.sort(test.example_id.to_numpy())
-    oofs, tests = [], []
+    oofs, tests, full = [], [], ({}, {})
     for mcfg in member_cfgs:
         if cfg.task not in HEADS[mcfg.head].serves:
             raise EsciError(f"{cfg.name}: member {mcfg.name} has head {mcfg.head}, which cannot serve task "
                              f"{cfg.task}; fix: use members whose head is one of "
                              f"{[h for h, head in HEADS.items() if cfg.task in head.serves]}")
         oof, tst = load_member(mcfg, labelled, test)
+        full[0][mcfg.name], full[1][mcfg.name] = oof, tst
         oofs.append(blend_columns(cfg.task, oof))
         tests.append(blend_columns(cfg.task, tst))
     columns = oofs[0].columns
@@ -111,13 +117,21 @@ def run_blend(cfg, train: pd.DataFrame, test: pd.DataFrame, member_cfgs: list) -
         values = sum(w * f.to_numpy(np.float64) for w, f in zip(weights, frames))
         return pd.DataFrame(values, columns=columns).assign(example_id=ids)
 
-    out = cfg.run_dir
-    write_parquet(mixed(oofs, labelled.example_id.to_numpy()), out / "oof.parquet")
-    write_parquet(mixed(tests, ids_test), out / "test.parquet")
-    cv = pd.DataFrame(rows)
-    write_csv(cv, out / "cv.csv")
     summary = {"task": cfg.task, "members": cfg.members, "weights": [float(x) for x in weights],
                "threshold": threshold, METRIC_NAME[cfg.task]: metric}
+    oof_out, test_out = mixed(oofs, labelled.example_id.to_numpy()), mixed(tests, ids_test)
+    if cfg.stack:
+        test_rows = test.sort_values("example_id").reset_index(drop=True)
+        oof_out, test_out, n_features = stack(cfg, labelled, test_rows, *full, lexical_features(cfg))
+        stacked, threshold = score(oof_out.drop(columns="example_id").to_numpy(np.float64))
+        rows.append({"member": "stack", METRIC_NAME[cfg.task]: stacked, "weight": 1.0})
+        summary.update({"threshold": threshold, METRIC_NAME[cfg.task]: stacked, "blend_" + METRIC_NAME[cfg.task]:
+                        metric, "stack": {"features": n_features, "params": dict(cfg.stack_params)}})
+    out = cfg.run_dir
+    write_parquet(oof_out, out / "oof.parquet")
+    write_parquet(test_out, out / "test.parquet")
+    cv = pd.DataFrame(rows)
+    write_csv(cv, out / "cv.csv")
     write_json(summary, out / "blend.json")
     log.info("blend %s:\n%s", cfg.name, cv.to_string(index=False))
     return summary

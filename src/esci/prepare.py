@@ -31,7 +31,7 @@ from .config import ROOT
 from .data import EXAMPLES, PRODUCTS, SOURCES, TEXT_FIELDS, DataError, has_esci_files, load_esci
 from .folds import make_folds
 from .io import read_json, write_json, write_parquet
-from .provenance import describe, fingerprint
+from .provenance import describe, file_digest, fingerprint
 from .sample import write_sample
 from .tasks import TASKS
 
@@ -77,15 +77,26 @@ def column_hash(s: pd.Series) -> str:
     return h.hexdigest()[:16]
 
 
-def prepare_fingerprint(cfg) -> dict:
-    """The prepared tables are made from: the source folder and its files (size, modification time) or the
-    sample's settings, and the fold settings."""
+def file_stats(source: Path) -> dict:
+    """Size and modification time of each ESCI file in source: when both are unchanged since prepare, the content
+    digest recorded then is reused instead of reading the files again."""
+    return {f: [(source / f).stat().st_size, (source / f).stat().st_mtime_ns]
+            for f in (EXAMPLES, PRODUCTS, SOURCES) if (source / f).exists()}
+
+
+def prepare_fingerprint(cfg, known: dict | None = None) -> dict:
+    """The prepared tables are made from: the source folder's files (size and content digest, so a copied or
+    touched file with the same bytes is the same input) or the sample's settings, and the fold settings.
+    known: a summary.json written earlier, whose digests stand for files whose size and mtime still match."""
     source = source_dir(cfg)
     if source == cfg.profile_dir / "sample_data":
         files = {"sample": [cfg.sample_queries, cfg.seed, cfg.sample_noise]}
     else:
-        files = {f: [(source / f).stat().st_size, (source / f).stat().st_mtime_ns]
-                 for f in (EXAMPLES, PRODUCTS, SOURCES) if (source / f).exists()}
+        stats, known = file_stats(source), known or {}
+        old_stats, old_files = known.get("file_stats", {}), known.get("fingerprint", {}).get("inputs", {}).get(
+            "files", {})
+        files = {f: old_files[f] if old_stats.get(f) == st and f in old_files else [st[0], file_digest(source / f)]
+                 for f, st in stats.items()}
     return fingerprint(cfg, ["n_folds", "seed"], source=str(source), files=files)
 
 
@@ -119,7 +130,7 @@ def prepare(cfg) -> Path:
     write_parquet(examples, out / "examples.parquet")
     queries = examples.drop_duplicates("qidx").sort_values("qidx")
     summary = dict(data_dir=str(data_dir), n_folds=cfg.n_folds, seed=cfg.seed, examples=len(examples),
-                   fingerprint=prepare_fingerprint(cfg),
+                   fingerprint=prepare_fingerprint(cfg), file_stats=file_stats(data_dir),
                    products=len(products), queries=len(qid), test_labels=len(labels),
                    hashes={"query": column_hash(queries["query"]), "query_locale": column_hash(queries.product_locale),
                            **{f: column_hash(products[f]) for f in (*TEXT_FIELDS, "product_locale")}},
@@ -145,7 +156,7 @@ def check_prepared(cfg) -> dict:
         raise DataError(f"{path}: prepared tables missing; fix: run src/01_prepare.py first")
     summary = read_json(path)
     source = source_dir(cfg)
-    fp = prepare_fingerprint(cfg) if has_esci_files(source) or source == cfg.profile_dir / "sample_data" else None
+    fp = prepare_fingerprint(cfg, summary) if has_esci_files(source) or source == cfg.profile_dir / "sample_data" else None
     if summary.get("fingerprint") != fp:
         what = describe(summary.get("fingerprint", {}), fp) if fp else f"no ESCI files in {source}"
         raise EsciError(f"{cfg.data_root}: prepared from other inputs ({what}); fix: another OUTPUT_DIR (or PROFILE) "

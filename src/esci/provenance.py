@@ -21,8 +21,8 @@ from .io import read_json, write_json
 CODE_VERSION = 2  # bump when a change alters what a stage makes from the same inputs
 # keys that change where or how fast a result is made, not what it is
 RUN_ONLY = {"profile", "name", "fold", "force", "data_dir", "output_dir", "threads", "save_every", "log_every",
-            "tracker", "eval_batch_size", "compile", "members", "blend_steps", "clean_frac", "sample_queries",
-            "sample_noise", "sample_if_missing"}
+            "tracker", "eval_batch_size", "compile", "members", "blend_steps", "stack", "stack_params", "clean_frac",
+            "sample_queries", "sample_noise", "sample_if_missing"}
 FIX = "fix: give this run another name=..., or add --force (drivers: OVERRIDES=\"force=True\") to redo it"
 
 

@@ -77,7 +77,10 @@ def task_loss(cfg, logits, y, w, soft=None):
     if cfg.head == "reg":
         pred = logits[:, 0]
         target = y if soft is None else soft[1] * y + (1 - soft[1]) * soft[0]
-        per_row = (pred - target) ** 2
+        if cfg.loss == "bce":  # the official baseline's cross-encoder: the gain as a soft binary target
+            per_row = F.binary_cross_entropy_with_logits(pred.float(), target.float(), reduction="none")
+        else:
+            per_row = (pred - target) ** 2
     else:
         logp = logits.float().log_softmax(-1)
         onehot = F.one_hot(y, logits.shape[-1]).float()
