@@ -8,33 +8,31 @@ Out: output/<profile>/<encoder>/<blend>/test_score.json and the figures printed 
      the test split has no labels, as in the competition's files, it says so); then output/<profile>/results.csv
      (esci.results: every experiment and blend) rewritten and its rows for the task printed.
 """
-import pandas as pd
-
 from esci import results
 from esci.cli import run_stage
 from esci.io import read_json, write_json
 from esci.prepare import load_examples, task_rows
-from esci.submission import score, validate
+from esci.submission import labelled_test, score, validate
 from esci.tasks import METRIC_NAME
 
 
 def main(cfg):
-    labels_path = cfg.data_root / "test_labels.parquet"
-    if labels_path.exists():
-        score_test(cfg, labels_path)
+    _, test = task_rows(load_examples(cfg, subset=False), cfg.task)
+    labelled = labelled_test(cfg, test)
+    if labelled is not None:
+        score_test(cfg, test, labelled)
     else:
-        print(f"task {cfg.task}: the test split has no labels ({labels_path} absent); no test score")
+        print(f"task {cfg.task}: the test split has no labels (no test_labels.parquet in {cfg.data_root}); "
+              f"no test score")
     table = results.update(cfg)
     mine = table[table.encoder.eq(cfg.backbone) & table[f"cv_task{cfg.task}"].notna()].dropna(axis=1, how="all")
     print(f"results ({cfg.profile_dir / 'results.csv'}), task {cfg.task}:")
     print(mine.to_string(index=False))
 
 
-def score_test(cfg, labels_path):
-    _, test = task_rows(load_examples(cfg, subset=False), cfg.task)
+def score_test(cfg, test, labelled):
     path = cfg.run_root / "submissions" / f"task{cfg.task}.csv"
     validate(cfg.task, path, test)
-    labelled = test.merge(pd.read_parquet(labels_path), on="example_id", validate="one_to_one")
     result = score(cfg.task, path, labelled)
     metric = METRIC_NAME[cfg.task]
     cv = read_json(cfg.run_dir / "blend.json")[metric]

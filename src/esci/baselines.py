@@ -8,6 +8,9 @@ In: a task's prepared training table (with `fold`). Out: a CV figure per baselin
   tfidf_cosine    rank by the cosine of query and title+brand+color TF-IDF vectors (task 1, nDCG)
   biencoder       rank by the cosine of mean-pooled sentence embeddings, zero-shot (task 1, nDCG; the packaged
                   MiniLM by default)
+  biencoder_scores  that cosine for every row of several frames (each query and product embedded once)
+The lexical rankers (char/word TF-IDF, BM25) read esci.lexical's features; the LightGBM ranker peer is
+esci.stack over the bi-encoder's scores instead of cross-encoder members (bench/baselines.py).
 """
 from __future__ import annotations
 
@@ -72,10 +75,21 @@ def embed(texts: list[str], model_dir: str = "", batch_size: int = 64, max_len: 
     return torch.cat(out).numpy()
 
 
+def biencoder_scores(frames: list[pd.DataFrame], model_dir: str = "") -> list[np.ndarray]:
+    """frames: rows with qidx, pidx, query and title/brand/color (with_text); the cosine of each row's query and
+    product embeddings, each distinct query and product embedded once."""
+    rows = pd.concat(frames, ignore_index=True)
+    q = rows.drop_duplicates("qidx")
+    p = rows.drop_duplicates("pidx")
+    qv, pv = embed(q["query"].tolist(), model_dir), embed(product_side(p).tolist(), model_dir)
+    qpos = pd.Series(np.arange(len(q)), index=q.qidx.to_numpy())
+    ppos = pd.Series(np.arange(len(p)), index=p.pidx.to_numpy())
+    out = []
+    for f in frames:
+        a, b = qv[qpos[f.qidx.to_numpy()].to_numpy()], pv[ppos[f.pidx.to_numpy()].to_numpy()]
+        out.append((a * b).sum(1))
+    return out
+
+
 def biencoder(train: pd.DataFrame, model_dir: str = "") -> float:
-    queries = train["query"].drop_duplicates().tolist()
-    products = product_side(train).drop_duplicates().tolist()
-    qv = dict(zip(queries, embed(queries, model_dir)))
-    pv = dict(zip(products, embed(products, model_dir)))
-    score = [float(qv[q] @ pv[p]) for q, p in zip(train["query"], product_side(train))]
-    return ndcg(train.assign(score=score))
+    return ndcg(train.assign(score=biencoder_scores([train], model_dir)[0]))

@@ -9,7 +9,8 @@ task 3's threshold. Features per row:
   lexical            esci.lexical.FEATURES
   query group        for each member score and the lexical cosines: rank in the query (0..1), gap to the query's
                      max, gap to its mean; the query's number of items; the locale
-Objective: lambdarank with the ESCI gains as label gains (task 1), multiclass (task 2), binary (task 3). For fold k
+Objective: lambdarank with the ESCI gains as label gains (task 1; or a pointwise one such as cross_entropy on the
+gains, stack_params={"objective": "cross_entropy"}), multiclass (task 2), binary (task 3). For fold k
 the model is fit on the other folds' rows; the test prediction is the mean of the K models on the members' test
 outputs (themselves fold-averaged).
 """
@@ -26,7 +27,9 @@ from .tasks import PROB_COLUMNS, truth_labels
 
 log = logging.getLogger("esci")
 
-DEFAULTS = dict(learning_rate=0.05, num_leaves=15, min_data_in_leaf=50, feature_fraction=0.8, bagging_fraction=0.8,
+# small trees, slow learning: chosen by CV on the real dev set (bench/RESULTS.md, "Stacking"), where a stacker sees
+# about 9,000 rows; with millions of rows, larger trees (num_leaves 31) may pay
+DEFAULTS = dict(learning_rate=0.02, num_leaves=4, min_data_in_leaf=200, feature_fraction=0.8, bagging_fraction=0.8,
                 bagging_freq=1, lambda_l2=1.0, num_boost_round=300, verbose=-1)
 GROUPED = ("score", "p_E", "p_S", "p_sub", "tfidf_char", "tfidf_word", "bm25")
 
@@ -62,17 +65,21 @@ def design(rows: pd.DataFrame, members: dict[str, pd.DataFrame], lexical: pd.Dat
     return x
 
 
-def _objective(task: int) -> dict:
-    if task == 1:
+def _objective(task: int, params: dict) -> dict:
+    if task == 1 and params.get("objective", "lambdarank") == "lambdarank":
         order = sorted(LABELS, key=GAINS.get)  # label ids by gain: I 0, C 1, S 2, E 3
         return dict(objective="lambdarank", label_gain=[GAINS[label] for label in order],
                     lambdarank_truncation_level=1000, eval_at=[1000])
+    if task == 1:  # pointwise, e.g. cross_entropy: the gain as the target
+        return {}
     if task == 2:
         return dict(objective="multiclass", num_class=len(LABELS))
     return dict(objective="binary")
 
 
-def _targets(task: int, rows: pd.DataFrame) -> np.ndarray:
+def _targets(task: int, rows: pd.DataFrame, objective: str) -> np.ndarray:
+    if task == 1 and objective != "lambdarank":
+        return rows.esci_label.map(GAINS).to_numpy(np.float32)
     if task == 1:
         order = sorted(LABELS, key=GAINS.get)
         return rows.esci_label.map({label: i for i, label in enumerate(order)}).to_numpy(np.int32)
@@ -92,9 +99,9 @@ def _frame(task: int, pred: np.ndarray, ids: np.ndarray) -> pd.DataFrame:
 def fit_predict(task: int, train: pd.DataFrame, x: pd.DataFrame, test: pd.DataFrame, x_test: pd.DataFrame,
                 params: dict, seed: int, threads: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Out-of-fold predictions over train's folds and the fold models' mean on test."""
-    params = {**DEFAULTS, **_objective(task), **params, "seed": seed, "num_threads": threads}
+    params = {**DEFAULTS, **_objective(task, params), **params, "seed": seed, "num_threads": threads}
     rounds = int(params.pop("num_boost_round"))
-    y = _targets(task, train)
+    y = _targets(task, train, params["objective"])
     order = np.argsort(train.query_id.to_numpy(), kind="stable")  # lambdarank needs each query's rows together
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
@@ -106,7 +113,7 @@ def fit_predict(task: int, train: pd.DataFrame, x: pd.DataFrame, test: pd.DataFr
     for k in folds:
         fit = fold != k
         group = None
-        if task == 1:
+        if params["objective"] == "lambdarank":
             _, group = np.unique(query[fit], return_counts=True)  # query ids sorted, so in order
         data = lgb.Dataset(xs[fit], ys[fit], group=group, free_raw_data=True)
         model = lgb.train(params, data, num_boost_round=rounds)

@@ -109,6 +109,15 @@ def validate(task: int, path: str | Path, test: pd.DataFrame) -> dict:
     return {"rows": len(sub), "file": str(path)}
 
 
+def labelled_test(cfg, test: pd.DataFrame) -> pd.DataFrame | None:
+    """The test rows with their labels from test_labels.parquet (kept apart by the prepare stage; only evaluation
+    reads it: stage 7 and the peers' table), or None when the test split has no labels."""
+    path = cfg.data_root / "test_labels.parquet"
+    if not path.exists():
+        return None
+    return test.merge(pd.read_parquet(path), on="example_id", validate="one_to_one")
+
+
 def score(task: int, path: str | Path, labelled: pd.DataFrame) -> dict:
     """labelled: the task's test rows (example_id, query_id, product_id, product_locale) with their esci_label."""
     sub = pd.read_csv(path, dtype={"product_id": str})
