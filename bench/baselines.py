@@ -57,8 +57,8 @@ def task1_peers(cfg, train, test, labelled):
 
 def finished_runs(cfg, train, test, labelled):
     """Every finished experiment that serves the task over its rows, and every blend of the task."""
-    rows = []
-    for run in sorted(d for d in cfg.run_dir.parent.iterdir() if d.is_dir()):
+    rows, root = [], cfg.run_dir.parent
+    for run in sorted(d for d in root.iterdir() if d.is_dir()) if root.exists() else []:
         if (run / "blend.json").exists():
             info = read_json(run / "blend.json")
             if info["task"] == cfg.task:

@@ -8,10 +8,14 @@ Generates (or reuses, under --out) an ESCI-shaped set of about N judgements with
   reuse_s     what a second fold of an experiment spends to get its fit/val/test features (the stores reused)
   blend6_s    a task-1 blend of 6 members over random outputs (6 x 5 folds read, weight search, tables written)
   submit_s    the task-1 submission written and validated
+  lexical_s   the lexical match features of every judgement (esci.lexical), made once per data set
+  stack6_s    the blend of 6 again with stack=True: LightGBM over the 6 members, lexical and query-group features,
+              fit and predicted out of fold on the 5 folds (esci.stack)
 and the first implementation's vocabulary + featurize (bench/legacy_featurize.py) on --legacy-rows training rows,
 scaled to 1M rows beside the new prepare + features per 1M rows: their ratio is the speed-up.
 The last line is:
-  scale: rows=<N> prepare_s=<..> features_s=<..> reuse_s=<..> blend6_s=<..> peak_rss_gib=<..> per_1M_rows_min=<..>
+  scale: rows=<N> prepare_s=<..> features_s=<..> reuse_s=<..> blend6_s=<..> lexical_s=<..> stack6_s=<..>
+         peak_rss_gib=<..> per_1M_rows_min=<..>   (one line)
 (per_1M_rows_min: (prepare_s + features_s) / N * 1M / 60; peak_rss_gib: this process's peak resident memory).
 """
 from __future__ import annotations
@@ -28,6 +32,7 @@ import pandas as pd
 import legacy_featurize
 from esci.blend import run_blend
 from esci.config import load_config
+from esci.lexical import lexical_features
 from esci.data import TEXT_FIELDS, has_esci_files
 from esci.features import features_for, token_store, unit_store
 from esci.io import write_parquet
@@ -107,6 +112,9 @@ def main():
         write_task1(pred, run / "submissions" / "task1.csv")
         return validate(1, run / "submissions" / "task1.csv", t1_test)
     timed("task-1 submission written and validated", submit)
+    _, lexical_s = timed("lexical features", lambda: lexical_features(cfg))
+    _, stack_s = timed("stack of 6 (task 1)", lambda: run_blend(blend_cfg.replace(name="stack6", stack=True),
+                                                                 t1_train, t1_test, members))
 
     train, _ = task_rows(examples, 2)
     part = with_text(cfg, train.iloc[np.random.default_rng(0).choice(len(train), min(a.legacy_rows, len(train)),
@@ -122,7 +130,8 @@ def main():
           f"{legacy_per_1m:.2f} min (features only, repeated per fold and experiment); ratio "
           f"{legacy_per_1m / per_1m:.1f}x")
     print(f"scale: rows={rows} prepare_s={prepare_s:.1f} features_s={features_s:.1f} reuse_s={reuse_s:.1f} "
-          f"blend6_s={blend_s:.1f} peak_rss_gib={peak_rss_gib():.2f} per_1M_rows_min={per_1m:.2f}")
+          f"blend6_s={blend_s:.1f} lexical_s={lexical_s:.1f} stack6_s={stack_s:.1f} peak_rss_gib={peak_rss_gib():.2f} "
+          f"per_1M_rows_min={per_1m:.2f}")
 
 
 if __name__ == "__main__":

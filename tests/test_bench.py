@@ -62,3 +62,23 @@ def test_baselines_beat_trivial(tmp_path, sample_dir):
     t1 = with_text(cfg, task_rows(examples, 1)[0])
     assert baselines.tfidf_cosine(t1) > ndcg(t1.assign(score=0.0)) + 0.05
     assert 0 < baselines.biencoder(t1.head(200), model_dir="tiny") <= 1
+
+
+def test_table6_cleaning_with_and_without(tmp_path):
+    out = bench("table6_cleaning.py", tmp_path, *QUICK, "clean_frac=0.1")
+    table = pd.read_csv(tmp_path / "sample/tiny/tables/table6_cleaning.csv")
+    assert table.task.tolist() == [1, 2, 3] and "change" in out
+    assert (table.change == table["with"] - table.without).all() and table.dropped.gt(0).all()
+    assert table.without.between(0.2, 1).all() and table["with"].between(0.2, 1).all()
+    issues = pd.read_parquet(tmp_path / "sample/tiny/t2_a/label_issues.parquet")
+    assert len(issues) == table.dropped[0]
+    assert len(list((tmp_path / "sample/tiny/t2_a_clean").glob("fold*/metrics.json"))) == 2
+
+
+def test_task1_peers_scored_by_cv_and_on_test(tmp_path):
+    bench("baselines.py", tmp_path, "configs/sample.py", "configs/blend_t1.py", *QUICK)
+    table = pd.read_csv(tmp_path / "sample/tiny/tables/baselines_task1.csv").set_index("model")
+    peers = ["tfidf_char", "tfidf_word", "bm25", "biencoder_zero_shot", "lightgbm_lexical_biencoder"]
+    assert table.loc[peers, "kind"].eq("peer").all()
+    assert table.loc[peers, ["cv", "test"]].stack().between(0.5, 1).all()  # the sample's test split is labelled
+    assert table.loc["tfidf_char", "cv"] != table.loc["bm25", "cv"]

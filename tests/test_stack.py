@@ -28,6 +28,8 @@ def member(cfg, name, rows, test, signal, seed):
             p = np.full_like(noise, 0.25) if signal is None else signal * truth + (1 - signal) * noise
             out = pd.DataFrame(p, columns=["p_E", "p_S", "p_C", "p_I"]).assign(example_id=df.example_id.to_numpy())
             out["score"] = p @ np.array([1.0, 0.1, 0.01, 0.0])
+            if part == "oof":  # as a trained fold writes it: a column that is no prediction
+                out["fold"] = k
             write_parquet(out, mcfg.run_dir / f"fold{k}" / f"{part}.parquet")
         record(mcfg.run_dir / f"fold{k}", fold_fingerprint(mcfg))
         (mcfg.run_dir / f"fold{k}" / "metrics.json").write_text("{}")

@@ -126,6 +126,14 @@ def test_losses():
     assert rdrop_term(cfg, logits, logits.flip(0)).item() > 0
     cfg.head = "reg"
     assert rdrop_term(cfg, torch.ones(3, 1), torch.zeros(3, 1)).item() == pytest.approx(1.0)
+    # regressors: MSE on the gains, or (loss=bce, the official baseline's) BCE with the gain as a soft target
+    out, gain, w = torch.tensor([[0.0], [2.0]]), torch.tensor([0.1, 1.0]), torch.ones(2)
+    cfg.loss = "ce"
+    assert task_loss(cfg, out, gain, w).item() == pytest.approx(((0.0 - 0.1) ** 2 + (2.0 - 1.0) ** 2) / 2)
+    cfg.loss = "bce"
+    p = torch.sigmoid(out[:, 0])
+    bce = -(gain * p.log() + (1 - gain) * (1 - p).log()).mean()
+    assert task_loss(cfg, out, gain, w).item() == pytest.approx(bce.item(), rel=1e-5)
 
 
 def test_ema_warms_up_and_tracks():

@@ -39,8 +39,10 @@ def _experiment(run: Path, folds: list[Path], examples: pd.DataFrame) -> dict:
 def _blend(run: Path) -> dict:
     info = read_json(run / "blend.json")
     metric = METRIC_NAME[info["task"]]
-    row = {"kind": "blend", "name": run.name, "encoder": run.parent.name, "task": info["task"],
-           "members": " ".join(f"{m}:{w:.2f}" for m, w in zip(info["members"], info["weights"])),
+    stacked = "stack" in info  # LightGBM over the members: its CV; the weighted blend's beside it
+    row = {"kind": "stack" if stacked else "blend", "name": run.name, "encoder": run.parent.name,
+           "task": info["task"], "members": " ".join(f"{m}:{w:.2f}" for m, w in zip(info["members"], info["weights"]))
+           + (f" (weighted blend {info['blend_' + metric]:.4f})" if stacked else ""),
            f"cv_task{info['task']}": round(info[metric], 4)}
     if (run / "test_score.json").exists():
         row["test"] = round(read_json(run / "test_score.json")["test"][metric], 4)

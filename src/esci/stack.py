@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from . import GAINS, LABELS, LOCALES
-from .tasks import PROB_COLUMNS, truth_labels
+from .tasks import HEADS, PROB_COLUMNS, truth_labels
 
 log = logging.getLogger("esci")
 
@@ -31,6 +31,7 @@ log = logging.getLogger("esci")
 # about 9,000 rows; with millions of rows, larger trees (num_leaves 31) may pay
 DEFAULTS = dict(learning_rate=0.02, num_leaves=4, min_data_in_leaf=200, feature_fraction=0.8, bagging_fraction=0.8,
                 bagging_freq=1, lambda_l2=1.0, num_boost_round=300, verbose=-1)
+PREDICTIONS = {"score", *(c for head in HEADS.values() for c in head.columns)}
 GROUPED = ("score", "p_E", "p_S", "p_sub", "tfidf_char", "tfidf_word", "bm25")
 
 
@@ -54,7 +55,7 @@ def design(rows: pd.DataFrame, members: dict[str, pd.DataFrame], lexical: pd.Dat
     """The feature matrix of `rows` (aligned, sorted by example_id like every member frame)."""
     parts = {}
     for name, frame in members.items():
-        for c in frame.columns.drop("example_id"):
+        for c in [c for c in frame.columns if c in PREDICTIONS]:
             parts[f"{name}.{c}"] = frame[c].to_numpy(np.float32)
     x = pd.DataFrame(parts)
     lex = rows[["example_id"]].merge(lexical, on="example_id", how="left", validate="one_to_one")
