@@ -18,11 +18,11 @@ import sys
 import numpy as np
 import pandas as pd
 
+from common import bench_config, write_table
 from esci import EsciError, baselines
-from esci.config import ROOT, from_argv, member_config
-from esci.io import read_json, write_csv
+from esci.config import ROOT, member_config
+from esci.io import read_json
 from esci.lexical import lexical_features
-from esci.log import setup
 from esci.members import load_member
 from esci.prepare import load_examples, prepare, task_rows, with_text
 from esci.stack import design, fit_predict
@@ -79,9 +79,7 @@ def finished_runs(cfg, train, test, labelled):
 
 
 def main(argv):
-    setup("baselines")
-    files = [a for a in argv if "=" not in a] or ["configs/sample.py", "configs/t2_a.py"]
-    cfg = from_argv(files + [a for a in argv if "=" in a])
+    cfg = bench_config("baselines", argv)
     prepare(cfg)
     train, test = task_rows(load_examples(cfg), cfg.task)
     labelled = labelled_test(cfg, test)
@@ -93,12 +91,9 @@ def main(argv):
                 ("peer", "tfidf_lr", baselines.tfidf_lr(cfg.task, text, cfg.seed), np.nan)]
     rows += finished_runs(cfg, train, test, labelled)
     table = pd.DataFrame(rows, columns=["kind", "model", "cv", "test"])
-    out = cfg.run_dir.parent / "tables" / f"baselines_task{cfg.task}.csv"
-    write_csv(table, out)
     print(f"task {cfg.task} {METRIC_NAME[cfg.task]} ({len(train)} training rows, "
           f"{0 if labelled is None else len(labelled)} labelled test rows)")
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
-    print(f"table: {out}")
+    write_table(cfg, table, f"baselines_task{cfg.task}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,31 @@
-"""What the bench commands share: train every fold of an experiment and score its OOF on its task's rows."""
+"""What the bench commands share: their command line, training every fold of an experiment and scoring its OOF
+on its task's rows, and writing their table."""
+import pandas as pd
+
+from esci.config import Config, from_argv
+from esci.io import write_csv
+from esci.log import setup
 from esci.members import load_member
 from esci.prepare import load_examples, prepare, task_rows
 from esci.tasks import task_metric
 from esci.train import train_fold
+
+DEFAULT_CONFIGS = ["configs/sample.py", "configs/t2_a.py"]
+
+
+def bench_config(name: str, argv: list[str]) -> Config:
+    """Config files then key=value overrides, as a stage takes them (default: the sample profile and t2_a)."""
+    setup(name)
+    files = [a for a in argv if "=" not in a] or DEFAULT_CONFIGS
+    return from_argv(files + [a for a in argv if "=" in a])
+
+
+def write_table(cfg: Config, table: pd.DataFrame, name: str) -> None:
+    """output/<profile>/<encoder>/tables/<name>.csv, and printed."""
+    out = cfg.run_dir.parent / "tables" / f"{name}.csv"
+    write_csv(table, out)
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}", na_rep="-"))
+    print(f"table: {out}")
 
 
 def train_and_score(cfg) -> float:

@@ -12,10 +12,7 @@ import sys
 
 import pandas as pd
 
-from common import train_and_score
-from esci.config import from_argv
-from esci.io import write_csv
-from esci.log import setup
+from common import bench_config, train_and_score, write_table
 from esci.pretrain import pretrain
 from esci.tasks import METRIC_NAME
 
@@ -25,9 +22,7 @@ RUNGS = [("none", None), ("mlm", dict(pt_mlm=True)), ("p2q", dict(pt_p2q=True)),
 
 
 def main(argv):
-    setup("table3")
-    files = [a for a in argv if "=" not in a] or ["configs/sample.py", "configs/t2_a.py"]
-    base = from_argv(files + [a for a in argv if "=" in a])
+    base = bench_config("table3", argv)
     rows, switches = [], dict(OFF)
     for rung, change in RUNGS:
         row = {"rung": rung if rung in ("none", "mlm") else f"+{rung}"}
@@ -42,10 +37,7 @@ def main(argv):
         row[METRIC_NAME[cfg.task]] = train_and_score(cfg)
         rows.append(row)
     table = pd.DataFrame(rows)
-    out = base.run_dir.parent / "tables" / "table3_pretrain.csv"
-    write_csv(table, out)
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}", na_rep="-"))
-    print(f"table: {out}")
+    write_table(base, table, "table3_pretrain")
 
 
 if __name__ == "__main__":

@@ -10,10 +10,7 @@ import sys
 
 import pandas as pd
 
-from common import train_and_score
-from esci.config import from_argv
-from esci.io import write_csv
-from esci.log import setup
+from common import bench_config, train_and_score, write_table
 from esci.tasks import METRIC_NAME
 
 RUNGS = [("base", dict(ema=False, fgm=False, rdrop=False, mixup=False)), ("ema", dict(ema=True)),
@@ -21,9 +18,7 @@ RUNGS = [("base", dict(ema=False, fgm=False, rdrop=False, mixup=False)), ("ema",
 
 
 def main(argv):
-    setup("table5")
-    files = [a for a in argv if "=" not in a] or ["configs/sample.py", "configs/t2_a.py"]
-    base = from_argv(files + [a for a in argv if "=" in a])
+    base = bench_config("table5", argv)
     rows, switches = [], {}
     for rung, change in RUNGS:
         switches.update(change)
@@ -33,10 +28,7 @@ def main(argv):
                      METRIC_NAME[cfg.task]: train_and_score(cfg)})
     table = pd.DataFrame(rows)
     table["change"] = table[METRIC_NAME[base.task]].diff()
-    out = base.run_dir.parent / "tables" / "table5_tricks.csv"
-    write_csv(table, out)
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
-    print(f"table: {out}")
+    write_table(base, table, "table5_tricks")
 
 
 if __name__ == "__main__":

@@ -13,11 +13,8 @@ import sys
 
 import pandas as pd
 
-from common import train_and_score
+from common import bench_config, train_and_score, write_table
 from esci.cleaning import clean
-from esci.config import from_argv
-from esci.io import write_csv
-from esci.log import setup
 from esci.members import load_member
 from esci.prepare import experiment_rows, load_examples, task_rows
 from esci.tasks import HEADS, METRIC_NAME, task_metric
@@ -34,9 +31,7 @@ def task_cvs(cfg, examples) -> dict:
 
 
 def main(argv):
-    setup("table6")
-    files = [a for a in argv if "=" not in a] or ["configs/sample.py", "configs/t2_a.py"]
-    base = from_argv(files + [a for a in argv if "=" in a])
+    base = bench_config("table6", argv)
     train_and_score(base)
     examples = load_examples(base)
     train, test = experiment_rows(base, examples)
@@ -49,10 +44,7 @@ def main(argv):
              "change": with_[t] - without[t], "dropped": report["removed"],
              "flip_precision": report.get("precision", float("nan"))} for t in sorted(without)]
     table = pd.DataFrame(rows)
-    out = base.run_dir.parent / "tables" / "table6_cleaning.csv"
-    write_csv(table, out)
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
-    print(f"table: {out}")
+    write_table(base, table, "table6_cleaning")
 
 
 if __name__ == "__main__":
