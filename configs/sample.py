@@ -1,5 +1,5 @@
 # Profile: the embedded sample, the packaged MiniLM, CPU (bf16 where the CPU has it). run_task2.sh takes about
-# 10 minutes on 2 cores; 3 epochs (base) because 2 left MiniLM short of the TF-IDF baselines (bench/RESULTS.md).
+# 38 minutes on 2 fp32 cores; 3 epochs (base) because 2 left MiniLM short of the TF-IDF baselines (bench/RESULTS.md).
 cfg = dict(
     profile="sample",
     sample_if_missing=True,

@@ -156,7 +156,8 @@ def check_prepared(cfg) -> dict:
         raise DataError(f"{path}: prepared tables missing; fix: run src/01_prepare.py first")
     summary = read_json(path)
     source = source_dir(cfg)
-    fp = prepare_fingerprint(cfg, summary) if has_esci_files(source) or source == cfg.profile_dir / "sample_data" else None
+    known = has_esci_files(source) or source == cfg.profile_dir / "sample_data"
+    fp = prepare_fingerprint(cfg, summary) if known else None
     if summary.get("fingerprint") != fp:
         what = describe(summary.get("fingerprint", {}), fp) if fp else f"no ESCI files in {source}"
         raise EsciError(f"{cfg.data_root}: prepared from other inputs ({what}); fix: another OUTPUT_DIR (or PROFILE) "
