@@ -8,7 +8,8 @@ example_id and FEATURES (float32). Key: the prepared data's identity and VERSION
   bm25            Okapi BM25 (k1 1.2, b 0.75) of the query's words against title+brand+color over the catalog
   overlap         share of the query's distinct words found in title+brand+color
   brand_in_query  every word of the product's brand is in the query (0 when the brand is empty)
-  q_chars q_words t_chars t_words   lengths of query and title (characters, distinct words)
+  q_chars q_words t_chars t_words   lengths: query characters and distinct words, title characters, distinct
+                  words of title+brand+color
   no_desc no_bullets no_brand no_color   the product field is empty
 Vocabularies are hashed (2^20 columns, no dictionary to hold), every cosine and score is a row-wise sparse product
 over chunks of judgements: no Python object per row.

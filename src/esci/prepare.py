@@ -95,8 +95,10 @@ def prepare_fingerprint(cfg, known: dict | None = None) -> dict:
         stats, known = file_stats(source), known or {}
         old_stats, old_files = known.get("file_stats", {}), known.get("fingerprint", {}).get("inputs", {}).get(
             "files", {})
-        files = {f: old_files[f] if old_stats.get(f) == st and f in old_files else [st[0], file_digest(source / f)]
-                 for f, st in stats.items()}
+        # an entry made when the file had this size and mtime stands (a digest, or the stats themselves as
+        # tables prepared before digests recorded them)
+        files = {f: old_files[f] if f in old_files and st in (old_stats.get(f), old_files[f])
+                 else [st[0], file_digest(source / f)] for f, st in stats.items()}
     return fingerprint(cfg, ["n_folds", "seed"], source=str(source), files=files)
 
 
@@ -113,7 +115,11 @@ def prepare(cfg) -> Path:
         shutil.rmtree(out)
         print(f"{out}: made from other inputs; force=True: preparing again", flush=True)
     data_dir = resolve_data_dir(cfg)
+    made_from, stats = prepare_fingerprint(cfg), file_stats(data_dir)
     examples, products = load_esci(data_dir)
+    if file_stats(data_dir) != stats:
+        raise DataError(f"{data_dir}: an ESCI file changed while it was being read; fix: prepare again once the "
+                        f"files are complete")
     products = products.rename(columns={v: k for k, v in TEXT_FIELDS.items()})
     train = examples.split.eq("train")
     folds = make_folds(examples[train], cfg.n_folds, cfg.seed)
@@ -130,7 +136,7 @@ def prepare(cfg) -> Path:
     write_parquet(examples, out / "examples.parquet")
     queries = examples.drop_duplicates("qidx").sort_values("qidx")
     summary = dict(data_dir=str(data_dir), n_folds=cfg.n_folds, seed=cfg.seed, examples=len(examples),
-                   fingerprint=prepare_fingerprint(cfg), file_stats=file_stats(data_dir),
+                   fingerprint=made_from, file_stats=stats,
                    products=len(products), queries=len(qid), test_labels=len(labels),
                    hashes={"query": column_hash(queries["query"]), "query_locale": column_hash(queries.product_locale),
                            **{f: column_hash(products[f]) for f in (*TEXT_FIELDS, "product_locale")}},

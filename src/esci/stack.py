@@ -66,6 +66,9 @@ def design(rows: pd.DataFrame, members: dict[str, pd.DataFrame], lexical: pd.Dat
     return x
 
 
+RANKING = ("lambdarank", "rank_xendcg")  # objectives that read each query's rows as a group
+
+
 def _objective(task: int, params: dict) -> dict:
     if task == 1 and params.get("objective", "lambdarank") == "lambdarank":
         order = sorted(LABELS, key=GAINS.get)  # label ids by gain: I 0, C 1, S 2, E 3
@@ -79,7 +82,7 @@ def _objective(task: int, params: dict) -> dict:
 
 
 def _targets(task: int, rows: pd.DataFrame, objective: str) -> np.ndarray:
-    if task == 1 and objective != "lambdarank":
+    if task == 1 and objective not in RANKING:
         return rows.esci_label.map(GAINS).to_numpy(np.float32)
     if task == 1:
         order = sorted(LABELS, key=GAINS.get)
@@ -114,12 +117,13 @@ def fit_predict(task: int, train: pd.DataFrame, x: pd.DataFrame, test: pd.DataFr
     for k in folds:
         fit = fold != k
         group = None
-        if params["objective"] == "lambdarank":
+        if params["objective"] in RANKING:
             _, group = np.unique(query[fit], return_counts=True)  # query ids sorted, so in order
         data = lgb.Dataset(xs[fit], ys[fit], group=group, free_raw_data=True)
         model = lgb.train(params, data, num_boost_round=rounds)
         oof[~fit] = model.predict(xs[~fit]).reshape(int((~fit).sum()), width)
-        pred_test += model.predict(x_test).reshape(len(test), width) / len(folds)
+        if len(test):
+            pred_test += model.predict(x_test).reshape(len(test), width) / len(folds)
     oof = oof[inverse]
     squeeze = (lambda a: a[:, 0]) if width == 1 else (lambda a: a)
     return (_frame(task, squeeze(oof), train.example_id.to_numpy()),
