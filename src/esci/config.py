@@ -75,6 +75,14 @@ class Config(dict):
         """output/<profile>/<backbone>/<name>: where this experiment's folds, OOF and test tables go."""
         return self.run_root / self.name
 
+    def fold_dir(self, fold: int) -> Path:
+        """run_dir/fold<k> (fold -1: run_dir/full, the fit on every training row)."""
+        return self.run_dir / ("full" if fold < 0 else f"fold{fold}")
+
+    def fold_complete(self, fold: int) -> bool:
+        """A fold is complete when its metrics.json exists (written last)."""
+        return (self.fold_dir(fold) / "metrics.json").exists()
+
     @property
     def data_root(self) -> Path:
         """output/<profile>/data: the prepared examples, products and folds, made once per data set."""

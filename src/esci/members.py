@@ -19,8 +19,8 @@ from .provenance import check_fold
 
 def load_member(mcfg, train: pd.DataFrame, test: pd.DataFrame):
     run_dir, n_folds = mcfg.run_dir, mcfg.n_folds
-    folds = [run_dir / f"fold{k}" for k in range(n_folds)]
-    unfinished = [str(f) for f in folds if not (f / "metrics.json").exists()]
+    folds = [mcfg.fold_dir(k) for k in range(n_folds)]
+    unfinished = [str(f) for k, f in enumerate(folds) if not mcfg.fold_complete(k)]
     if unfinished:
         raise EsciError(f"{unfinished[0]}/metrics.json: fold not finished; fix: run src/03_train.py for "
                         f"{run_dir.name} on every fold first")

@@ -112,8 +112,8 @@ def pending_folds(cfg) -> list[int]:
     fp = fold_fingerprint(cfg)
     pending = []
     for k in range(cfg.n_folds):
-        folder = cfg.run_dir / f"fold{k}"
-        if (folder / "metrics.json").exists() and stale(folder, fp) is None:
+        folder = cfg.fold_dir(k)
+        if cfg.fold_complete(k) and stale(folder, fp) is None:
             print(f"{folder} is complete; skipping", file=sys.stderr)
         else:
             pending.append(k)

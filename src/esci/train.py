@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -37,14 +36,6 @@ from .metrics import f1_report, ndcg_report
 from .tasks import HEADS, METRIC_NAME, TASKS, outputs_frame, predicted_labels, targets, truth_labels
 
 log = logging.getLogger("esci")
-
-
-def fold_dir(cfg, fold: int) -> Path:
-    return cfg.run_dir / ("full" if fold < 0 else f"fold{fold}")
-
-
-def is_complete(cfg, fold: int) -> bool:
-    return (fold_dir(cfg, fold) / "metrics.json").exists()
 
 
 def collate(feats: Features, rows: np.ndarray, pad_multiple: int, y=None, w=None) -> dict:
@@ -194,9 +185,9 @@ def _setup(cfg, fold: int) -> Setup:
 
 
 def train_fold(cfg, fold: int) -> dict:
-    out = fold_dir(cfg, fold)
+    out = cfg.fold_dir(fold)
     fp = fold_fingerprint(cfg)
-    if begin(out, fp, cfg.force, is_complete(cfg, fold)):
+    if begin(out, fp, cfg.force, cfg.fold_complete(fold)):
         log.info("%s is complete; skipping", out)
         return read_json(out / "metrics.json")
     accelerator = make_accelerator(cfg, out=out)
