@@ -28,9 +28,10 @@ from .tasks import HEADS, PROB_COLUMNS, truth_labels
 log = logging.getLogger("esci")
 
 # small trees, slow learning: chosen by CV on the real dev set (bench/RESULTS.md, "Stacking"), where a stacker sees
-# about 9,000 rows; with millions of rows, larger trees (num_leaves 31) may pay
-DEFAULTS = dict(learning_rate=0.02, num_leaves=4, min_data_in_leaf=200, feature_fraction=0.8, bagging_fraction=0.8,
-                bagging_freq=1, lambda_l2=1.0, num_boost_round=300, verbose=-1)
+# about 9,000 rows; with millions of rows, larger trees (num_leaves 31) may pay. min_data_in_leaf, unless given,
+# is a 30th of the rows a fold model is fit on, within [20, 200] (200 on the dev set; a few hundred rows need 20)
+DEFAULTS = dict(learning_rate=0.02, num_leaves=4, feature_fraction=0.8, bagging_fraction=0.8, bagging_freq=1,
+                lambda_l2=1.0, num_boost_round=300, verbose=-1)
 PREDICTIONS = {"score", *(c for head in HEADS.values() for c in head.columns)}
 GROUPED = ("score", "p_E", "p_S", "p_sub", "tfidf_char", "tfidf_word", "bm25")
 
@@ -120,7 +121,8 @@ def fit_predict(task: int, train: pd.DataFrame, x: pd.DataFrame, test: pd.DataFr
         if params["objective"] in RANKING:
             _, group = np.unique(query[fit], return_counts=True)  # query ids sorted, so in order
         data = lgb.Dataset(xs[fit], ys[fit], group=group, free_raw_data=True)
-        model = lgb.train(params, data, num_boost_round=rounds)
+        leaf = {"min_data_in_leaf": int(np.clip(fit.sum() // 30, 20, 200))}
+        model = lgb.train({**leaf, **params}, data, num_boost_round=rounds)
         oof[~fit] = model.predict(xs[~fit]).reshape(int((~fit).sum()), width)
         if len(test):
             pred_test += model.predict(x_test).reshape(len(test), width) / len(folds)
