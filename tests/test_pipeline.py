@@ -1,9 +1,9 @@
 """Per-task regression tests: the real drivers end to end on the generated sample with the tiny encoder, in the
 order a user runs them (run_task2.sh, run_task3.sh, run_task1.sh) in one output folder. The later drivers train
-no fold the earlier ones finished; each submission validates; each submitted (stacked) CV stays above a floor recorded from a
-real run (seed 42, tiny encoder, 300-query sample; recorded values in FLOORS' comments) and well above the trivial
-baseline; each submission is scored on the sample's labelled test split; each task's OOF explorer notebook runs
-top to bottom; a rerun skips every finished stage."""
+no fold the earlier ones finished; each submission validates; each submitted (stacked) CV stays above a floor
+recorded from a real run (seed 42, tiny encoder, 300-query sample; recorded values in FLOORS' comments) and well
+above the trivial baseline; each submission is scored on the sample's labelled test split; each task's OOF
+explorer notebook runs top to bottom; a rerun skips every finished stage."""
 import json
 import os
 import subprocess

@@ -38,8 +38,9 @@ def member(cfg, name, rows, test, signal, seed):
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, sample_dir):
+    params = "stack_params={'num_boost_round': 60, 'min_data_in_leaf': 2, 'num_leaves': 63}"
     cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path_factory.mktemp('stack')}",
-                                                      f"data_dir={sample_dir}", "stack_params={'num_boost_round': 60, 'min_data_in_leaf': 2, 'num_leaves': 63}"])
+                                                      f"data_dir={sample_dir}", params])
     prepare(cfg)
     return cfg, load_examples(cfg)
 
