@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from . import GAINS, LABELS, LOCALES
-from .tasks import HEADS, PROB_COLUMNS, truth_labels
+from .tasks import HEADS, PROB_COLUMNS, targets
 
 log = logging.getLogger("esci")
 
@@ -68,12 +68,12 @@ def design(rows: pd.DataFrame, members: dict[str, pd.DataFrame], lexical: pd.Dat
 
 
 RANKING = ("lambdarank", "rank_xendcg")  # objectives that read each query's rows as a group
+BY_GAIN = sorted(LABELS, key=GAINS.get)  # a ranking objective's integer labels: I 0, C 1, S 2, E 3
 
 
 def _objective(task: int, params: dict) -> dict:
     if task == 1 and params.get("objective", "lambdarank") == "lambdarank":
-        order = sorted(LABELS, key=GAINS.get)  # label ids by gain: I 0, C 1, S 2, E 3
-        return dict(objective="lambdarank", label_gain=[GAINS[label] for label in order],
+        return dict(objective="lambdarank", label_gain=[GAINS[label] for label in BY_GAIN],
                     lambdarank_truncation_level=1000, eval_at=[1000])
     if task == 1:  # pointwise, e.g. cross_entropy: the gain as the target
         return {}
@@ -83,14 +83,10 @@ def _objective(task: int, params: dict) -> dict:
 
 
 def _targets(task: int, rows: pd.DataFrame, objective: str) -> np.ndarray:
-    if task == 1 and objective not in RANKING:
-        return rows.esci_label.map(GAINS).to_numpy(np.float32)
-    if task == 1:
-        order = sorted(LABELS, key=GAINS.get)
-        return rows.esci_label.map({label: i for i, label in enumerate(order)}).to_numpy(np.int32)
-    if task == 2:
-        return rows.esci_label.map({label: i for i, label in enumerate(LABELS)}).to_numpy(np.int32)
-    return truth_labels(3, rows).eq("S").to_numpy(np.int32)
+    """The training heads' targets (gains, E/S/C/I ids, substitute or not); ranking objectives: ids by gain."""
+    if task == 1 and objective in RANKING:
+        return rows.esci_label.map({label: i for i, label in enumerate(BY_GAIN)}).to_numpy(np.int32)
+    return targets(rows, {1: "reg", 2: "cls4", 3: "cls2"}[task])
 
 
 def _frame(task: int, pred: np.ndarray, ids: np.ndarray) -> pd.DataFrame:
