@@ -85,6 +85,38 @@ def test_prepared_tables_follow_file_content_not_file_times(tmp_path, sample_dir
         check_prepared(cfg)
 
 
+def test_two_ranks_preparing_at_once_make_the_tables_once(tmp_path, monkeypatch):
+    """The ranks of a distributed launch all call prepare: one makes the sample and the tables, the others wait and
+    find them complete (they used to read the sample while another rank was writing it)."""
+    import threading
+    import time
+    from esci import prepare as stage
+    from esci.config import load_config
+    made, errors, write_sample = [], [], stage.write_sample
+
+    def slow_write_sample(*args):
+        made.append(1)
+        time.sleep(0.5)  # the other rank looks for the files meanwhile
+        return write_sample(*args)
+
+    def rank():
+        try:
+            stage.prepare(cfg)
+        except Exception as e:  # noqa: BLE001 (reported by the assertion below)
+            errors.append(e)
+
+    monkeypatch.setattr(stage, "write_sample", slow_write_sample)
+    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}", "data_dir=sample",
+                                                      "sample_queries=60"])
+    ranks = [threading.Thread(target=rank) for _ in range(2)]
+    for t in ranks:
+        t.start()
+    for t in ranks:
+        t.join()
+    assert not errors and len(made) == 1
+    stage.check_prepared(cfg)
+
+
 @pytest.mark.parametrize("change,words", [("text", "two texts"), ("locale", "two locales"),
                                           ("split", "both splits")])
 def test_query_id_with_two_texts_locales_or_splits(tmp_path, raw, change, words):

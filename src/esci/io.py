@@ -8,6 +8,7 @@ removed the next time it is written.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -75,6 +76,20 @@ def atomic_path(path: str | Path, is_dir: bool = False):
         elif tmp.exists():
             tmp.unlink()
         raise
+
+
+@contextlib.contextmanager
+def exclusive(path: str | Path):
+    """Hold an exclusive lock on the file `path` (made if missing): one process at a time in the block, e.g. the
+    ranks of a distributed launch that all prepare the same tables."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def write_parquet(df: pd.DataFrame, path: str | Path, row_group_size: int | None = None) -> None:

@@ -30,7 +30,7 @@ from . import EsciError
 from .config import ROOT
 from .data import EXAMPLES, PRODUCTS, SOURCES, TEXT_FIELDS, DataError, has_esci_files, load_esci
 from .folds import make_folds
-from .io import read_json, write_json, write_parquet
+from .io import exclusive, read_json, write_json, write_parquet
 from .provenance import describe, file_digest, fingerprint
 from .sample import write_sample
 from .tasks import TASKS
@@ -103,6 +103,13 @@ def prepare_fingerprint(cfg, known: dict | None = None) -> dict:
 
 
 def prepare(cfg) -> Path:
+    """Make the prepared tables, or check the ones there; one process at a time (every rank of a distributed launch
+    calls it; the first makes the tables, the others find them complete)."""
+    with exclusive(cfg.profile_dir / ".prepare.lock"):
+        return _prepare(cfg)
+
+
+def _prepare(cfg) -> Path:
     out = cfg.data_root
     if (out / "summary.json").exists():
         try:
