@@ -31,3 +31,23 @@ clean_labels() { $PYTHON src/04_clean_labels.py "$P" "configs/$1.py" ${OV[@]+"${
 blend() { $PYTHON src/05_blend.py "$P" "configs/$1.py" ${OV[@]+"${OV[@]}"}; }
 submit() { $PYTHON src/06_submit.py "$P" "configs/$1.py" ${OV[@]+"${OV[@]}"}; }
 score() { $PYTHON src/07_score.py "$P" "configs/$1.py" ${OV[@]+"${OV[@]}"}; }
+get() { $PYTHON -m esci.config "$P" "configs/$1.py" ${OV[@]+"${OV[@]}"} --get "$2"; }
+# an experiment with its pre-training run and, for a cleaned one (exclude_from), the experiment whose label issues
+# it leaves out, trained and cleaned first
+train_member() {
+  local parent
+  parent=$(get "$1" exclude_from)
+  if [ -n "$parent" ]; then train_member "$parent"; clean_labels "$parent"; fi
+  pretrain "$1"
+  train_all_folds "$1"
+}
+# a task's whole pipeline from its blend config: every member trained (each once, whichever driver gets there
+# first), then blend (and stack), submission, test score
+run_task() {
+  local exp
+  prepare
+  for exp in $(get "$1" members); do train_member "$exp"; done
+  blend "$1"
+  submit "$1"
+  score "$1"
+}

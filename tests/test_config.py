@@ -6,7 +6,7 @@ from esci.config import ConfigError, load_config
 def test_files_apply_in_order_and_env_fills_paths(monkeypatch, tmp_path):
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
     cfg = load_config("configs/sample.py", overrides=["lr=3e-5", "fields=['title']", "name=x", "epochs=1"])
-    assert cfg.profile == "sample" and cfg.n_folds == 3 and cfg.lr == 3e-5 and cfg.fields == ["title"]
+    assert cfg.profile == "sample" and cfg.n_folds == 2 and cfg.lr == 3e-5 and cfg.fields == ["title"]
     assert cfg.data_dir == str(tmp_path) and cfg.run_dir.name == "x"
 
 

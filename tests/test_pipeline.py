@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 OVERRIDES = "model_dir=tiny lr=1e-3 head_lr=3e-3 epochs=4 unit_match=True use_ids=False n_folds=2"
 ORDER = (2, 3, 1)
 # the submitted (stacked) CV of the recorded run (2 folds, 4 epochs), less a margin for platform float noise
-FLOORS = {1: 0.95,   # recorded stack 0.9790, blend 0.9661 (t2_a 0.9552, t2_b 0.9553, t1_reg 0.9661); all tied 0.7983
-          2: 0.78,   # recorded stack 0.8170, blend 0.5941 (t2_a 0.5936, t2_b 0.5941); majority class 0.5594
-          3: 0.80}   # recorded stack 0.8498, blend 0.7386 (t2_a 0.7339, t2_b 0.7339, t3_a 0.7363); majority 0.7339
+FLOORS = {1: 0.95,   # recorded stack 0.9701, blend 0.9533 (t2_a 0.9527, t2_b 0.9505); all tied 0.7983
+          2: 0.78,   # recorded stack 0.8165, blend 0.5941 (t2_a 0.5922, t2_b 0.5931); majority class 0.5594
+          3: 0.80}   # recorded stack 0.8498, blend 0.7349 (t2_a 0.7339, t2_b 0.7349); majority 0.7339
 # how far above the trivial baseline the submitted CV must be (the tiny encoder alone does not learn to tell
 # substitutes apart in CI time; the stack's lexical features do)
 ABOVE_TRIVIAL = {1: 0.02, 2: 0.02, 3: 0.02}
@@ -73,8 +73,7 @@ def test_later_drivers_train_only_what_the_earlier_ones_did_not(drivers):
     trained = {task: trained_folds(res.stderr) for task, res in runs.items()}
     shared = [f"t2_{v} fold {k}" for v in "ab" for k in range(2)]
     assert trained[2] == sorted(shared)
-    assert trained[3] == [f"t3_a fold {k}" for k in range(2)]
-    assert trained[1] == [f"t1_reg fold {k}" for k in range(2)]
+    assert trained[3] == [] and trained[1] == []  # every task blends the two shared experiments
     for task in (3, 1):
         assert runs[task].stderr.count("complete; skipping") >= len(shared) + 1  # + the prepared tables
 
