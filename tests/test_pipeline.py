@@ -114,3 +114,38 @@ def test_a_wrong_data_dir_stops_the_driver_in_one_line(tmp_path):
     assert res.returncode == 2 and len(errors) == 1 and "Traceback" not in res.stderr
     assert "nonexistent/shopping_queries_dataset_examples.parquet: file not found; fix:" in errors[0]
     assert not (tmp_path / "sample/sample_data").exists() and not (tmp_path / "sample/data").exists()
+
+
+def test_a_driver_trains_its_blend_members_and_a_cleaned_member_after_its_parent(tmp_path):
+    """run_task follows the blend config's members (here overridden): a cleaned member (exclude_from) comes after
+    its parent's folds and the parent's label cleaning. Only prepare and the config queries run; the other stages
+    are recorded."""
+    log = tmp_path / "calls.txt"
+    fake = tmp_path / "python"
+    fake.write_text(f"#!{sys.executable}\n"
+                    "import os, sys\n"
+                    "args = sys.argv[1:]\n"
+                    f"if args[0] == '-m' or args[0].endswith('01_prepare.py'):\n"
+                    f"    os.execv({sys.executable!r}, [{sys.executable!r}, *args])\n"
+                    "exp = [a.split('/')[-1][:-3] for a in args[1:] if a.startswith('configs/')][-1]\n"
+                    "fold = [a[5:] for a in args if a.startswith('fold=')]\n"
+                    "if args[0].endswith('04_clean_labels.py'):  # what a later stage reads of it\n"
+                    f"    os.makedirs(os.path.join({str(tmp_path)!r}, 'sample/minilm', exp), exist_ok=True)\n"
+                    f"    open(os.path.join({str(tmp_path)!r}, 'sample/minilm', exp, 'label_issues.parquet'), 'w')\n"
+                    f"open({str(log)!r}, 'a').write(' '.join([args[0].split('/')[-1][:-3], exp, *fold]) + '\\n')\n")
+    fake.chmod(0o755)
+    env = {**os.environ, "OUTPUT_DIR": str(tmp_path), "PYTHON": str(fake), "DATA_DIR": "sample",
+           "OVERRIDES": "n_folds=2 sample_queries=60 members=['t2_a','t1_a_clean']"}
+    res = subprocess.run(["bash", str(ROOT / "run_task1.sh")], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert log.read_text().splitlines() == [
+        "03_train t2_a 0", "03_train t2_a 1", "03_train t1_a 0", "03_train t1_a 1", "04_clean_labels t1_a",
+        "03_train t1_a_clean 0", "03_train t1_a_clean 1", "05_blend blend_t1", "06_submit blend_t1",
+        "07_score blend_t1"]
+    # without the parent's label issues, the cleaned member's folds are a one-line error, not a traceback
+    (tmp_path / "sample/minilm/t1_a/label_issues.parquet").unlink()
+    res = subprocess.run([sys.executable, "-m", "esci.config", "configs/sample.py", "configs/t1_a_clean.py",
+                          f"output_dir={tmp_path}", "data_dir=sample", "n_folds=2", "sample_queries=60",
+                          "--pending-folds"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "label_issues.parquet: missing (exclude_from=t1_a); fix: run src/04_clean_labels.py" in res.stderr

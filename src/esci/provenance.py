@@ -98,10 +98,15 @@ def data_identity(cfg) -> str:
 def fold_fingerprint(cfg) -> dict:
     """What a fine-tuned fold of cfg is made from: its config, the data, the pre-training run, the label issues."""
     inputs = {"data": data_identity(cfg)}
-    if cfg.init_from:
-        inputs["init_from"] = digest(read_json(cfg.run_root / cfg.init_from / "fingerprint.json"))
-    if cfg.exclude_from:
-        inputs["exclude_from"] = file_digest(cfg.run_root / cfg.exclude_from / "label_issues.parquet")
+    upstream = {"init_from": ("fingerprint.json", "src/02_pretrain.py"),
+                "exclude_from": ("label_issues.parquet", "src/04_clean_labels.py")}
+    for key, (name, stage) in upstream.items():
+        if not cfg[key]:
+            continue
+        path = cfg.run_root / cfg[key] / name
+        if not path.exists():
+            raise EsciError(f"{path}: missing ({key}={cfg[key]}); fix: run {stage} with configs/{cfg[key]}.py first")
+        inputs[key] = digest(read_json(path)) if key == "init_from" else file_digest(path)
     keys = [k for k in cfg if k not in RUN_ONLY and not k.startswith("pt_")]
     return fingerprint(cfg, keys, **inputs)
 
