@@ -2,8 +2,8 @@
 # experiments (t2_a, t2_b): the first driver takes about 10 minutes on 2 fp32 cores, the others half a minute.
 # 3 epochs (base) because 2 left MiniLM short (fold 0 of t2_a: micro-F1 0.627 vs 0.687 at 3 epochs, max_len 32);
 # 2 folds and 32 tokens keep the CPU budget (3 folds and 64 tokens took 53 minutes for run_task1.sh here) at the
-# same test figures (bench/RESULTS.md, "The sample profile's budget"). On real titles use 64 tokens:
-# OVERRIDES="max_len=64" (15% of the dev set's query + title pairs exceed 32 tokens).
+# same test figures (bench/RESULTS.md, "Members of the drivers and the sample profile's budget"). On real titles
+# use 64 tokens: OVERRIDES="max_len=64" (15% of the dev set's query + title pairs exceed 32 tokens).
 cfg = dict(
     profile="sample",
     sample_if_missing=True,

@@ -3,8 +3,8 @@
 In: a Hugging Face encoder directory (or "tiny" for a random 2-layer BERT used by tests), the number of 3-gram
 hash buckets and of brand/color ids, and the config. Out: `CrossEncoder`, whose forward takes a collated batch and
 returns logits (cls4: 4, cls2: 2, reg: 1). `load_encoder()` finds the packaged MiniLM without importing its package
-and loads safetensors only; `pretrained_dir()` and `seed_id_tables()` start fine-tuning from a pre-training run
-(esci.pretrain's output).
+and loads safetensors only; `seed_id_tables()` (with provenance.pretrained_dir) starts fine-tuning from a
+pre-training run (esci.pretrain's output).
 """
 from __future__ import annotations
 
@@ -120,17 +120,6 @@ class CrossEncoder(nn.Module):
             decay = 0.0 if p.ndim < 2 or "norm" in name.lower() else cfg.weight_decay
             groups.setdefault((lr, decay), []).append(p)
         return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
-
-
-def pretrained_dir(cfg) -> Path | None:
-    """The completed pre-training run a fine-tuning config starts from, or None."""
-    if not cfg.init_from:
-        return None
-    run = cfg.run_root / cfg.init_from
-    if not (run / "metrics.json").exists():
-        raise EsciError(f"{run}/metrics.json: pre-training run '{cfg.init_from}' is not complete; fix: run "
-                                f"src/02_pretrain.py with name={cfg.init_from} first, or set init_from=\"\"")
-    return run
 
 
 def seed_id_tables(model: nn.Module, vocabs: dict, path: Path) -> None:

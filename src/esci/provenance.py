@@ -95,18 +95,28 @@ def data_identity(cfg) -> str:
     return digest({k: summary[k] for k in ("hashes", "n_folds", "seed", "examples", "fingerprint")})
 
 
+def pretrained_dir(cfg) -> Path | None:
+    """The completed pre-training run a fine-tuning config starts from, or None."""
+    if not cfg.init_from:
+        return None
+    run = cfg.run_root / cfg.init_from
+    if not (run / "metrics.json").exists():
+        raise EsciError(f"{run}/metrics.json: pre-training run '{cfg.init_from}' is not complete; fix: run "
+                        f"src/02_pretrain.py with name={cfg.init_from} first, or set init_from=\"\"")
+    return run
+
+
 def fold_fingerprint(cfg) -> dict:
     """What a fine-tuned fold of cfg is made from: its config, the data, the pre-training run, the label issues."""
     inputs = {"data": data_identity(cfg)}
-    upstream = {"init_from": ("fingerprint.json", "src/02_pretrain.py"),
-                "exclude_from": ("label_issues.parquet", "src/04_clean_labels.py")}
-    for key, (name, stage) in upstream.items():
-        if not cfg[key]:
-            continue
-        path = cfg.run_root / cfg[key] / name
-        if not path.exists():
-            raise EsciError(f"{path}: missing ({key}={cfg[key]}); fix: run {stage} with configs/{cfg[key]}.py first")
-        inputs[key] = digest(read_json(path)) if key == "init_from" else file_digest(path)
+    if cfg.init_from:
+        inputs["init_from"] = digest(read_json(pretrained_dir(cfg) / "fingerprint.json"))
+    if cfg.exclude_from:
+        issues = cfg.run_root / cfg.exclude_from / "label_issues.parquet"
+        if not issues.exists():
+            raise EsciError(f"{issues}: missing (exclude_from={cfg.exclude_from}); fix: run src/04_clean_labels.py "
+                            f"with configs/{cfg.exclude_from}.py first")
+        inputs["exclude_from"] = file_digest(issues)
     keys = [k for k in cfg if k not in RUN_ONLY and not k.startswith("pt_")]
     return fingerprint(cfg, keys, **inputs)
 
