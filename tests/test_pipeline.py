@@ -149,3 +149,9 @@ def test_a_driver_trains_its_blend_members_and_a_cleaned_member_after_its_parent
                           "--pending-folds"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "label_issues.parquet: missing (exclude_from=t1_a); fix: run src/04_clean_labels.py" in res.stderr
+    # nor is a member whose pre-training run has not finished
+    res = subprocess.run([sys.executable, "-m", "esci.config", "configs/sample.py", "configs/t2_a.py", "init_from=pt",
+                          f"output_dir={tmp_path}", "data_dir=sample", "n_folds=2", "sample_queries=60",
+                          "--pending-folds"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "pt/metrics.json: pre-training run 'pt' is not complete; fix: run src/02_pretrain.py" in res.stderr
