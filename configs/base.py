@@ -8,6 +8,7 @@ cfg = dict(
                              # checkpoint metric (on its validation rows of that task), a blend's task
     fold=0,                  # fold to train (its rows are validation); -1 = full fit on all training rows
     seed=42,                 # every RNG (folds, sampler, dropout, sample generator) derives from it
+    train_seed=0,            # 0 = seed; else this experiment's training RNG (sampler, dropout, new layers); folds keep seed
     force=False,             # redo a result made from other inputs (config, data, code) instead of stopping
     # --- paths ("" = the environment variable, else the default in brackets)
     data_dir="",             # ESCI files [$DATA_DIR or input/]; "sample" = the embedded sample
@@ -21,7 +22,7 @@ cfg = dict(
     n_folds=5,               # K of the query-grouped stratified folds
     rows="large",            # rows an experiment trains, validates and predicts: large | small | all (either version)
     aug_weight=0.3,          # sample weight of an experiment's rows outside its task's version (e.g. task 1, rows=large)
-    max_train_queries=0,     # 0 = all; else keep this many training queries (smoke tests)
+    max_train_queries=0,     # 0 = all; else train on the first N training queries by id (smoke tests, CPU budgets)
     max_test_rows=0,         # 0 = all; else predict only the first N test rows (smoke tests; submission invalid)
     exclude_from="",         # experiment whose label_issues.parquet lists example_ids dropped from training
     # --- input text

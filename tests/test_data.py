@@ -64,6 +64,24 @@ def test_prepared_task_rows_share_one_fold_per_query(tmp_path, sample_dir):
     assert sorted(labels.example_id) == sorted(ex.example_id[ex.split.eq("test")])
 
 
+def test_a_training_budget_keeps_every_test_row_and_says_what_it_left_out(tmp_path, sample_dir, caplog):
+    from esci.config import load_config
+    from esci.prepare import load_examples, prepare
+    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}", f"data_dir={sample_dir}"])
+    prepare(cfg)
+    full = load_examples(cfg.replace(max_train_queries=0))
+    train = full[full.split.eq("train")]
+    assert cfg.max_train_queries >= train.query_id.nunique()   # the sample profile's budget keeps the whole sample
+    with caplog.at_level("WARNING", logger="esci"):
+        assert load_examples(cfg).equals(full) and "max_train_queries" not in caplog.text
+        cut = load_examples(cfg.replace(max_train_queries=50))
+    kept = cut[cut.split.eq("train")].query_id.unique()
+    assert sorted(kept) == sorted(train.query_id.unique())[:50]
+    assert cut.split.eq("test").sum() == full.split.eq("test").sum()
+    n = train.query_id.nunique()
+    assert f"the first 50 of {n} training queries" in caplog.text
+
+
 def test_prepared_tables_follow_file_content_not_file_times(tmp_path, sample_dir):
     """A copied or touched file with the same bytes is the same input; same size, other bytes is not."""
     import os
