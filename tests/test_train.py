@@ -233,6 +233,22 @@ def test_a_changed_config_never_reuses_a_fold(tmp_path):
     assert len(load_member(cfg.replace(lr=3e-4), train, test)[0]) == len(train)
 
 
+def test_a_training_seed_makes_another_member_on_the_same_folds(tmp_path):
+    from esci.train import train_fold
+    cfg = tiny_cfg(tmp_path, "epochs=1", "name=s", "n_folds=2")
+    prepare(cfg)
+    train_fold(cfg, 0)
+    # unset, the key stays out of the fingerprint: folds trained before it existed are still reused
+    assert "train_seed" not in json.loads((cfg.run_dir / "fold0/fingerprint.json").read_text())["config"]
+    with pytest.raises(EsciError, match=r"train_seed None -> 7"):
+        train_fold(cfg.replace(train_seed=7), 0)
+    other = cfg.replace(name="s7", train_seed=7)
+    train_fold(other, 0)
+    a, b = (pd.read_parquet(c.run_dir / "fold0/oof.parquet") for c in (cfg, other))
+    assert a.example_id.equals(b.example_id)
+    assert np.abs(a.p_E.to_numpy() - b.p_E.to_numpy()).max() > 1e-3
+
+
 class Recorder(GeneralTracker):
     name, requires_logging_directory, main_process_only = "recorder", False, True
 

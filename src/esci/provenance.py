@@ -23,6 +23,9 @@ CODE_VERSION = 2  # bump when a change alters what a stage makes from the same i
 RUN_ONLY = {"profile", "name", "fold", "force", "data_dir", "output_dir", "threads", "save_every", "log_every",
             "tracker", "eval_batch_size", "compile", "members", "blend_steps", "stack", "stack_params", "clean_frac",
             "sample_queries", "sample_noise", "sample_if_missing"}
+# keys added after CODE_VERSION 2, with their defaults: a fingerprint holds them only when set, so that results made
+# before them stay valid
+LATER_KEYS = {"train_seed": 0}
 FIX = "fix: give this run another name=..., or add --force (drivers: OVERRIDES=\"force=True\") to redo it"
 
 
@@ -41,6 +44,7 @@ def file_digest(path: Path) -> str:
 def fingerprint(cfg, keys=None, **inputs) -> dict:
     """keys: the config keys that matter (default: all but RUN_ONLY); inputs: identities of upstream results."""
     keys = sorted(k for k in cfg if k not in RUN_ONLY) if keys is None else sorted(keys)
+    keys = [k for k in keys if k not in LATER_KEYS or cfg[k] != LATER_KEYS[k]]
     return {"code": CODE_VERSION, "config": {k: cfg[k] for k in keys}, "inputs": inputs}
 
 

@@ -192,7 +192,8 @@ def train_fold(cfg, fold: int) -> dict:
         return read_json(out / "metrics.json")
     accelerator = make_accelerator(cfg, out=out)
     accelerator.wait_for_everyone()  # a stale fold is removed before anyone writes
-    seed_all(cfg.seed + max(fold, 0) * 1000 + accelerator.process_index)
+    seed = cfg.train_seed or cfg.seed
+    seed_all(seed + max(fold, 0) * 1000 + accelerator.process_index)
     fit, val, test, feats, model, stores = _setup(cfg, fold)
     y, w = targets(fit, cfg.head), fit.weight.to_numpy(np.float32)
 
@@ -225,7 +226,7 @@ def train_fold(cfg, fold: int) -> dict:
                 torch.save(loop.best_weights(), tmp)
 
     def batches_for(epoch):
-        order = batch_order(feats["fit"].lengths, cfg.batch_size, cfg.seed * 7919 + epoch + 31 * max(fold, 0),
+        order = batch_order(feats["fit"].lengths, cfg.batch_size, seed * 7919 + epoch + 31 * max(fold, 0),
                             cfg.bucket)
         return shard(order, accelerator)
 
