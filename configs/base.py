@@ -46,6 +46,8 @@ cfg = dict(
     poly_eps=1.0,            # Poly-1 epsilon
     # --- optimisation
     epochs=3,                # passes over the training folds
+    max_train_examples=0,    # 0 = epochs as set; else at most this many training examples per fold-training: fewer
+                             # epochs (at least 1) where the experiment has many rows, i.e. more data, fewer passes
     batch_size=32,           # examples per micro-batch
     eval_batch_size=128,     # examples per inference batch
     grad_accum=1,            # micro-batches per optimizer step

@@ -249,6 +249,18 @@ def test_a_training_seed_makes_another_member_on_the_same_folds(tmp_path):
     assert np.abs(a.p_E.to_numpy() - b.p_E.to_numpy()).max() > 1e-3
 
 
+def test_a_training_budget_cuts_epochs_never_rows(tmp_path):
+    from esci.train import planned_epochs, train_fold
+    cfg = tiny_cfg(tmp_path, "epochs=2", "name=b", "n_folds=2")
+    assert planned_epochs(cfg.replace(epochs=3, max_train_examples=0), 10 ** 6) == 3  # no budget: epochs as set
+    budget = cfg.replace(epochs=3, max_train_examples=250)
+    assert [planned_epochs(budget, n) for n in (50, 100, 125, 200, 10 ** 6)] == [3, 2, 2, 1, 1]
+    prepare(cfg)
+    m = train_fold(cfg.replace(max_train_examples=1), 0)
+    assert {h["epoch"] for h in m["history"]} == {0}
+    assert m["steps"] == math.ceil(m["train_rows"] / 16) and m["train_rows"] > 100
+
+
 class Recorder(GeneralTracker):
     name, requires_logging_directory, main_process_only = "recorder", False, True
 

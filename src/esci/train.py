@@ -184,6 +184,13 @@ def _setup(cfg, fold: int) -> Setup:
     return Setup(fit, val, test, feats, model, stores)
 
 
+def planned_epochs(cfg, rows: int) -> int:
+    """cfg.epochs, cut to fit max_train_examples (epochs x rows) when it is set, never below one."""
+    if not cfg.max_train_examples:
+        return cfg.epochs
+    return max(1, min(cfg.epochs, cfg.max_train_examples // max(rows, 1)))
+
+
 def train_fold(cfg, fold: int) -> dict:
     out = cfg.fold_dir(fold)
     fp = fold_fingerprint(cfg)
@@ -197,8 +204,12 @@ def train_fold(cfg, fold: int) -> dict:
     fit, val, test, feats, model, stores = _setup(cfg, fold)
     y, w = targets(fit, cfg.head), fit.weight.to_numpy(np.float32)
 
+    epochs = planned_epochs(cfg, len(fit))
+    if epochs < cfg.epochs:
+        log.info("%s fold %d: %d epoch(s) over %d rows (max_train_examples=%d)", cfg.name, fold, epochs, len(fit),
+                 cfg.max_train_examples)
     steps_per_epoch = math.ceil(len(fit) / cfg.batch_size / accelerator.num_processes / cfg.grad_accum)
-    total_steps = steps_per_epoch * cfg.epochs
+    total_steps = steps_per_epoch * epochs
     optimizer = adamw(model.param_groups(cfg))
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -237,7 +248,7 @@ def train_fold(cfg, fold: int) -> dict:
         return compute_loss(cfg, model, batch, terms), batch, terms
 
     fgm = (lambda batch: _fgm_step(cfg, model, raw, batch, accelerator)) if cfg.fgm else None
-    progress = loop.run(cfg.epochs, batches_for, loss_of, evaluate, save_best, after_backward=fgm)
+    progress = loop.run(epochs, batches_for, loss_of, evaluate, save_best, after_backward=fgm)
 
     # predictions from the best weights, on every process's share, written by the main process
     raw.load_state_dict(torch.load(out / "best.pt", weights_only=True, map_location="cpu"))
