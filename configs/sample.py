@@ -3,7 +3,8 @@
 # 3 epochs (base) because 2 left MiniLM short (fold 0 of t2_a: micro-F1 0.627 vs 0.687 at 3 epochs, max_len 32);
 # 2 folds and 32 tokens keep the CPU budget (3 folds and 64 tokens took 53 minutes for run_task1.sh here) at the
 # same test figures (bench/RESULTS.md, "Members of the drivers and the sample profile's budget"). On real titles
-# use 64 tokens: OVERRIDES="max_len=64" (15% of the dev set's query + title pairs exceed 32 tokens).
+# use 64 tokens where time allows: OVERRIDES="max_len=64" (15% of the dev set's query + title pairs exceed 32
+# tokens; 64 take about 1.8x the time).
 # Real data on this profile trains on its first 4,500 training queries for one epoch (at most 15,000 training
 # examples per fold-training; the sample, 205 queries, keeps its 3 epochs): on the real dev set that beat 1,500
 # queries x 3 epochs at the same time on every task's test split (bench/RESULTS.md, "The sample profile on real
