@@ -1,5 +1,5 @@
 # Profile: the embedded sample, the packaged MiniLM, CPU (bf16 where the CPU has it). The three drivers share two
-# experiments (t2_a, t2_b): the first driver takes about 10 minutes on 2 fp32 cores, the others half a minute.
+# experiments (t2_a, t2_b): the first driver takes about 12 minutes on 2 fp32 cores, the others half a minute.
 # 3 epochs (base) because 2 left MiniLM short (fold 0 of t2_a: micro-F1 0.627 vs 0.687 at 3 epochs, max_len 32);
 # 2 folds and 32 tokens keep the CPU budget (3 folds and 64 tokens took 53 minutes for run_task1.sh here) at the
 # same test figures (bench/RESULTS.md, "Members of the drivers and the sample profile's budget"). On real titles
