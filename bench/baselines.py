@@ -56,15 +56,21 @@ def task1_peers(cfg, train, test, labelled):
 
 
 def finished_runs(cfg, train, test, labelled):
-    """Every finished experiment that serves the task over its rows, and every blend of the task."""
+    """Every finished experiment that serves the task over its rows, and every blend of the task over the same rows."""
     rows, root = [], cfg.run_dir.parent
     for run in sorted(d for d in root.iterdir() if d.is_dir()) if root.exists() else []:
         if (run / "blend.json").exists():
             info = read_json(run / "blend.json")
-            if info["task"] == cfg.task:
-                kind = "stack" if "stack" in info else "blend"
-                rows.append((kind, run.name, info[METRIC_NAME[cfg.task]],
-                             scored(cfg.task, labelled, pd.read_parquet(run / "test.parquet"), info["threshold"])))
+            if info["task"] != cfg.task:
+                continue
+            ids = pd.read_parquet(run / "oof.parquet", columns=["example_id"]).example_id
+            if len(ids) != len(train) or not ids.isin(train.example_id).all():
+                print(f"{run.name}: left out (a blend over {len(ids)} other rows than these {len(train)}: made "
+                      f"with other data or max_train_queries)")
+                continue
+            kind = "stack" if "stack" in info else "blend"
+            rows.append((kind, run.name, info[METRIC_NAME[cfg.task]],
+                         scored(cfg.task, labelled, pd.read_parquet(run / "test.parquet"), info["threshold"])))
         elif (run / "fold0" / "metrics.json").exists() and (ROOT / "configs" / f"{run.name}.py").exists():
             mcfg = member_config(cfg, run.name)
             if cfg.task not in HEADS[mcfg.head].serves:

@@ -76,9 +76,23 @@ def test_table6_cleaning_with_and_without(tmp_path):
 
 
 def test_task1_peers_scored_by_cv_and_on_test(tmp_path):
-    bench("baselines.py", tmp_path, "configs/sample.py", "configs/blend_t1.py", *QUICK)
+    import json
+    from esci.config import load_config
+    from esci.prepare import load_examples, prepare, task_rows
+    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}", "data_dir=sample", *QUICK])
+    prepare(cfg)
+    train, test = task_rows(load_examples(cfg), 1)
+    for name, ids in (("blend_same", train.example_id), ("blend_other", train.example_id[:-5])):
+        run = tmp_path / "sample/tiny" / name  # a finished blend, over these rows or over others
+        run.mkdir(parents=True)
+        pd.DataFrame({"example_id": ids, "score": 0.0}).to_parquet(run / "oof.parquet")
+        pd.DataFrame({"example_id": test.example_id, "score": 0.0}).to_parquet(run / "test.parquet")
+        (run / "blend.json").write_text(json.dumps({"task": 1, "threshold": 0.5, "ndcg": 0.5}))
+    out = bench("baselines.py", tmp_path, "configs/sample.py", "configs/blend_t1.py", *QUICK)
+    assert "blend_other: left out" in out
     table = pd.read_csv(tmp_path / "sample/tiny/tables/baselines_task1.csv").set_index("model")
     peers = ["tfidf_char", "tfidf_word", "bm25", "biencoder_zero_shot", "lightgbm_lexical_biencoder"]
     assert table.loc[peers, "kind"].eq("peer").all()
     assert table.loc[peers, ["cv", "test"]].stack().between(0.5, 1).all()  # the sample's test split is labelled
     assert table.loc["tfidf_char", "cv"] != table.loc["bm25", "cv"]
+    assert table.loc["blend_same", "kind"] == "blend" and "blend_other" not in table.index
