@@ -36,8 +36,6 @@ cfg = dict(
                              # query's 3-grams found in each (lexical match; not in the paper)
     unit_dim=64,             # size of each 3-gram bag embedding
     ngram_buckets=524288,    # char 3-grams are hashed (stable, vectorized) into this many embedding rows
-    sparse_units=False,      # sparse gradients for that table and lazy AdamW rows: a step updates only the rows its
-                             # batch touched, so the table's size costs no time (a CPU's win; one process only)
     use_ids=True,            # locale, brand and color ID embeddings (OOV -> 0)
     locale_dim=8,            # locale embedding size
     id_dim=128,              # brand and color embedding size

@@ -20,7 +20,7 @@ import esci.loop as loop_module
 from esci import EsciError
 from esci.config import load_config
 from esci.prepare import experiment_rows, load_examples, prepare
-from esci.loop import EMA, Loop, adamw, clip_grad_norm, make_accelerator
+from esci.loop import EMA, Loop, make_accelerator
 from esci.train import batch_order, collate, compute_loss, rdrop_term, task_loss
 from esci.features import Features, TokenStore
 
@@ -134,33 +134,6 @@ def test_losses():
     p = torch.sigmoid(out[:, 0])
     bce = -(gain * p.log() + (1 - gain) * (1 - p).log()).mean()
     assert task_loss(cfg, out, gain, w).item() == pytest.approx(bce.item(), rel=1e-5)
-
-
-def test_lazy_rows_step_like_adamw_where_touched_and_stay_put_elsewhere():
-    torch.manual_seed(0)
-    models = [torch.nn.ModuleDict({"bag": torch.nn.EmbeddingBag(6, 3, mode="mean", padding_idx=0, sparse=sparse),
-                                   "out": torch.nn.Linear(3, 1)}) for sparse in (False, True)]
-    models[1].load_state_dict(models[0].state_dict())
-    opts = [adamw([{"params": list(m.parameters()), "lr": 0.1, "weight_decay": 0.01}]) for m in models]
-
-    def step(m, opt, rows):
-        m["out"](m["bag"](torch.tensor(rows), torch.tensor([0, 2]))).pow(2).sum().backward()
-        clip_grad_norm(None if m["bag"].sparse else Accelerator(cpu=True), m, 0.01)  # always clips
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    for _ in range(3):  # every row in every batch: lazy rows are AdamW
-        for m, opt in zip(models, opts):
-            step(m, opt, [1, 2, 3, 4, 5, 1])
-    for a, b in zip(models[0].parameters(), models[1].parameters()):
-        torch.testing.assert_close(a, b)
-    before = models[1]["bag"].weight.detach().clone()
-    step(models[1], opts[1], [1, 2, 1, 2])
-    after = models[1]["bag"].weight.detach()
-    assert torch.equal(after[3:], before[3:]) and not torch.equal(after[1:3], before[1:3])
-    sd = opts[1].state_dict()  # the lazy rows' moments go to state.pt like AdamW's
-    assert opts[1].state[models[1]["bag"].weight]["step"].item() == 4
-    opts[1].load_state_dict(sd)
 
 
 def test_ema_warms_up_and_tracks():

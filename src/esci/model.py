@@ -78,8 +78,7 @@ class CrossEncoder(nn.Module):
         width = hidden
         if self.use_units:
             # one table, three bags: query / title+brand+color+bullets / description
-            self.bag = nn.EmbeddingBag(n_ngrams + 1, cfg.unit_dim, mode="mean", padding_idx=0,
-                                   sparse=cfg.sparse_units)
+            self.bag = nn.EmbeddingBag(n_ngrams + 1, cfg.unit_dim, mode="mean", padding_idx=0)
             self.unit_match = cfg.unit_match
             width += (5 if self.unit_match else 3) * cfg.unit_dim + (2 if self.unit_match else 0)
         if self.use_ids:

@@ -25,7 +25,7 @@ RUN_ONLY = {"profile", "name", "fold", "force", "data_dir", "output_dir", "threa
             "sample_queries", "sample_noise", "sample_if_missing"}
 # keys added after CODE_VERSION 2, with their defaults: a fingerprint holds them only when set, so that results made
 # before them stay valid
-LATER_KEYS = {"train_seed": 0, "max_train_examples": 0, "sparse_units": False}
+LATER_KEYS = {"train_seed": 0, "max_train_examples": 0}
 FIX = "fix: give this run another name=..., or add --force (drivers: OVERRIDES=\"force=True\") to redo it"
 
 

@@ -26,7 +26,6 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from . import EsciError
 from .features import Features, features_for, token_store, unit_store
 from .io import atomic_path, read_json, write_json, write_parquet
 from .loop import EMA, Loop, adamw, batch_order, make_accelerator, seed_all, shard
@@ -199,9 +198,6 @@ def train_fold(cfg, fold: int) -> dict:
         log.info("%s is complete; skipping", out)
         return read_json(out / "metrics.json")
     accelerator = make_accelerator(cfg, out=out)
-    if cfg.sparse_units and accelerator.num_processes > 1:
-        raise EsciError(f"sparse_units=True trains in one process, this launch has {accelerator.num_processes}; "
-                        f"fix: sparse_units=False (on GPUs the dense table costs little)")
     accelerator.wait_for_everyone()  # a stale fold is removed before anyone writes
     seed = cfg.train_seed or cfg.seed
     seed_all(seed + max(fold, 0) * 1000 + accelerator.process_index)
