@@ -20,8 +20,9 @@ cfg = dict(
     batch_size=16,
     lr=1e-4,
     head_lr=2e-3,
-    ngram_buckets=32768,     # enough for the sample's ~10,000 distinct 3-grams; on a real catalog use the base's
-                             # 524288 (real dev set: task-1 nDCG -0.012 at 32768; bench/RESULTS.md)
+    ngram_buckets=32768,     # enough for the sample's ~10,000 distinct 3-grams and, at this one-epoch budget, for
+                             # the real dev set (524288 there: stack 0.8402 vs 0.8408; with 3 epochs it gained 0.012
+                             # on one fold; bench/RESULTS.md), and 524288 dense rows cost a CPU 1.45x the step time
     id_min_count=1,
     pad_multiple=8,
     save_every=100,
