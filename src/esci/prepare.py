@@ -36,6 +36,7 @@ from .sample import write_sample
 from .tasks import TASKS
 
 log = logging.getLogger("esci")
+_budget_told: set = set()   # (data root, max_train_queries) pairs whose budget warning this process has given
 
 ROW_VERSIONS = {"small": ("small_version",), "large": ("large_version",), "all": ("small_version", "large_version")}
 
@@ -194,7 +195,9 @@ def load_examples(cfg, subset: bool = True) -> pd.DataFrame:
         if cfg.max_train_queries:
             n = train.query_id.nunique()
             train = first_queries(train, cfg.max_train_queries)
-            if n > cfg.max_train_queries:
+            told = (str(cfg.data_root), cfg.max_train_queries)
+            if n > cfg.max_train_queries and told not in _budget_told:
+                _budget_told.add(told)
                 log.warning("max_train_queries=%d: training on the first %d of %d training queries (%d of %d "
                             "rows); max_train_queries=0 for all", cfg.max_train_queries, cfg.max_train_queries,
                             n, len(train), int(ex.split.eq("train").sum()))
