@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from common import bench_config, write_table
+from common import bench_config, scored, write_table
 from esci import EsciError, baselines
 from esci.config import ROOT, member_config
 from esci.io import read_json
@@ -27,14 +27,7 @@ from esci.members import load_member
 from esci.prepare import load_examples, prepare, task_rows, with_text
 from esci.stack import design, fit_predict
 from esci.submission import labelled_test
-from esci.tasks import HEADS, METRIC_NAME, task_metric
-
-
-def scored(task, labelled, pred, threshold=0.5):
-    """The task metric of prediction frame `pred` (keyed by example_id) on `labelled` rows; NaN without labels."""
-    if labelled is None:
-        return float("nan")
-    return task_metric(task, labelled.merge(pred, on="example_id", validate="one_to_one"), threshold)
+from esci.tasks import HEADS, METRIC_NAME
 
 
 def task1_peers(cfg, train, test, labelled):

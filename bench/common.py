@@ -20,6 +20,13 @@ def bench_config(name: str, argv: list[str]) -> Config:
     return from_argv(files + [a for a in argv if "=" in a])
 
 
+def scored(task, labelled, pred, threshold=0.5):
+    """The task metric of prediction frame `pred` (keyed by example_id) on `labelled` rows; NaN without labels."""
+    if labelled is None:
+        return float("nan")
+    return task_metric(task, labelled.merge(pred, on="example_id", validate="one_to_one"), threshold)
+
+
 def write_table(cfg: Config, table: pd.DataFrame, name: str) -> None:
     """output/<profile>/<encoder>/tables/<name>.csv, and printed."""
     out = cfg.run_dir.parent / "tables" / f"{name}.csv"
@@ -35,4 +42,4 @@ def train_and_score(cfg) -> float:
         train_fold(cfg.replace(fold=k), k)
     train, test = task_rows(load_examples(cfg), cfg.task)
     oof, _ = load_member(cfg, train, test)
-    return task_metric(cfg.task, train.merge(oof, on="example_id", validate="one_to_one"))
+    return scored(cfg.task, train, oof)

@@ -6,27 +6,29 @@ The experiment is trained on every fold (finished folds are skipped), confident 
 its OOF (esci.cleaning, clean_frac of the training rows), and the experiment is trained again without them as
 <name>_clean. Both are scored on every task their head serves (a 4-class model: all three), over the task's rows:
 validation keeps every row, the dropped ones included, as the test set would.
-Out: output/<profile>/<encoder>/tables/table6_cleaning.csv (task, metric, without, with, change, rows dropped,
-and on the sample the share of dropped rows whose label the generator flipped), printed too.
+Out: output/<profile>/<encoder>/tables/table6_cleaning.csv (task, metric, CV without, with and the change, the same
+on the test split where it has labels, rows dropped, and on the sample the share of dropped rows whose label the
+generator flipped), printed too.
 """
 import sys
 
 import pandas as pd
 
-from common import bench_config, train_and_score, write_table
+from common import bench_config, scored, train_and_score, write_table
 from esci.cleaning import clean
 from esci.members import load_member
 from esci.prepare import experiment_rows, load_examples, task_rows
-from esci.tasks import HEADS, METRIC_NAME, task_metric
+from esci.submission import labelled_test
+from esci.tasks import HEADS, METRIC_NAME
 
 
-def task_cvs(cfg, examples) -> dict:
-    """CV of a finished experiment on every task its head serves."""
+def task_scores(cfg, examples) -> dict:
+    """(CV, test) of a finished experiment on every task its head serves; test NaN where the split has no labels."""
     out = {}
     for t in HEADS[cfg.head].serves:
         train, test = task_rows(examples, t)
-        oof, _ = load_member(cfg, train, test)
-        out[t] = task_metric(t, train.merge(oof, on="example_id", validate="one_to_one"))
+        oof, pred = load_member(cfg, train, test)
+        out[t] = scored(t, train, oof), scored(t, labelled_test(cfg, test), pred)
     return out
 
 
@@ -39,9 +41,10 @@ def main(argv):
     report = clean(base, train, oof)
     cleaned = base.replace(name=f"{base.name}_clean", exclude_from=base.name)
     train_and_score(cleaned)
-    without, with_ = task_cvs(base, examples), task_cvs(cleaned, examples)
-    rows = [{"task": t, "metric": METRIC_NAME[t], "without": without[t], "with": with_[t],
-             "change": with_[t] - without[t], "dropped": report["removed"],
+    without, with_ = task_scores(base, examples), task_scores(cleaned, examples)
+    rows = [{"task": t, "metric": METRIC_NAME[t], "without": without[t][0], "with": with_[t][0],
+             "change": with_[t][0] - without[t][0], "test_without": without[t][1], "test_with": with_[t][1],
+             "test_change": with_[t][1] - without[t][1], "dropped": report["removed"],
              "flip_precision": report.get("precision", float("nan"))} for t in sorted(without)]
     table = pd.DataFrame(rows)
     write_table(base, table, "table6_cleaning")
