@@ -23,6 +23,9 @@ cfg = dict(
     ngram_buckets=32768,     # enough for the sample's ~10,000 distinct 3-grams and, at this one-epoch budget, for
                              # the real dev set (524288 there: stack 0.8402 vs 0.8408; with 3 epochs it gained 0.012
                              # on one fold; bench/RESULTS.md), and 524288 dense rows cost a CPU 1.45x the step time
+    use_ids=False,           # brand/color/locale ID embeddings cost the sample 0.024 / 0.030 / 0.043 of task 1-3 CV
+                             # (t2_a, 2 folds) and moved the dev set (no brands or colors) by 0.002 at most
+                             # (bench/RESULTS.md, "Member choices on both data sets"); the base keeps the paper's IDs
     id_min_count=1,
     pad_multiple=8,
     save_every=100,
