@@ -124,7 +124,8 @@ def test_pretrain_lowers_mlm_loss_resumes_and_seeds_fine_tuning(tmp_path):
     from esci.prepare import prepare
     from esci.train import _setup
     cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}/a", "data_dir=sample",
-                                                      "sample_queries=120", "model_dir=tiny", "init_from=pt"])
+                                                      "sample_queries=120", "model_dir=tiny", "init_from=pt",
+                                                      "use_ids=True"])
     prepare(cfg)
     model = _setup(cfg, 0).model
     brands = unit_store(cfg).vocab["brand"]
