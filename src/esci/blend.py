@@ -119,8 +119,9 @@ def run_blend(cfg, train: pd.DataFrame, test: pd.DataFrame, member_cfgs: list) -
 
     summary = {"task": cfg.task, "members": cfg.members, "weights": [float(x) for x in weights],
                "threshold": threshold, METRIC_NAME[cfg.task]: metric}
-    oof_out, test_out = mixed(oofs, labelled.example_id.to_numpy()), mixed(tests, ids_test)
-    if cfg.stack:
+    if not cfg.stack:
+        oof_out, test_out = mixed(oofs, labelled.example_id.to_numpy()), mixed(tests, ids_test)
+    else:
         test_rows = test.sort_values("example_id").reset_index(drop=True)
         oof_out, test_out, n_features = stack(cfg, labelled, test_rows, *full, lexical_features(cfg))
         stacked, threshold = score(oof_out.drop(columns="example_id").to_numpy(np.float64))

@@ -193,14 +193,14 @@ def load_examples(cfg, subset: bool = True) -> pd.DataFrame:
     if subset and (cfg.max_train_queries or cfg.max_test_rows):
         train, test = ex[ex.split.eq("train")], ex[ex.split.eq("test")]
         if cfg.max_train_queries:
-            n = train.query_id.nunique()
+            n, rows = train.query_id.nunique(), len(train)
             train = first_queries(train, cfg.max_train_queries)
             told = (str(cfg.data_root), cfg.max_train_queries)
             if n > cfg.max_train_queries and told not in _budget_told:
                 _budget_told.add(told)
                 log.warning("max_train_queries=%d: training on the first %d of %d training queries (%d of %d "
                             "rows); max_train_queries=0 for all", cfg.max_train_queries, cfg.max_train_queries,
-                            n, len(train), int(ex.split.eq("train").sum()))
+                            n, len(train), rows)
         if cfg.max_test_rows:
             test = test.sort_values("example_id").iloc[:cfg.max_test_rows]
         ex = pd.concat([train, test]).sort_values("example_id").reset_index(drop=True)
