@@ -119,15 +119,15 @@ def run_blend(cfg, train: pd.DataFrame, test: pd.DataFrame, member_cfgs: list) -
 
     summary = {"task": cfg.task, "members": cfg.members, "weights": [float(x) for x in weights],
                "threshold": threshold, METRIC_NAME[cfg.task]: metric}
-    if not cfg.stack:
-        oof_out, test_out = mixed(oofs, labelled.example_id.to_numpy()), mixed(tests, ids_test)
-    else:
+    if cfg.stack:
         test_rows = test.sort_values("example_id").reset_index(drop=True)
         oof_out, test_out, n_features = stack(cfg, labelled, test_rows, *full, lexical_features(cfg))
         stacked, threshold = score(oof_out.drop(columns="example_id").to_numpy(np.float64))
         rows.append({"member": "stack", METRIC_NAME[cfg.task]: stacked, "weight": 1.0})
         summary.update({"threshold": threshold, METRIC_NAME[cfg.task]: stacked, "blend_" + METRIC_NAME[cfg.task]:
                         metric, "stack": {"features": n_features, "params": dict(cfg.stack_params)}})
+    else:
+        oof_out, test_out = mixed(oofs, labelled.example_id.to_numpy()), mixed(tests, ids_test)
     out = cfg.run_dir
     write_parquet(oof_out, out / "oof.parquet")
     write_parquet(test_out, out / "test.parquet")
