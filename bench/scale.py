@@ -1,6 +1,6 @@
 """Release scale: the data path timed on a generated data set of the real release's size and text lengths.
 
-Usage: python bench/scale.py --rows N [--out output/scale] [--legacy-rows 20000]
+Usage: python bench/scale.py --rows N [--out output/scale] [--legacy-rows 20000] [--legacy-products 20000]
 Generates (or reuses, under --out) an ESCI-shaped set of about N judgements with esci.sample (about 20 per query,
 0.7 products per judgement, real text lengths, HTML, missing fields), then times in this one process:
   prepare_s   load + validate + clean the files, folds, tables written (src/01_prepare.py's work)
@@ -11,12 +11,18 @@ Generates (or reuses, under --out) an ESCI-shaped set of about N judgements with
   lexical_s   the lexical match features of every judgement (esci.lexical), made once per data set
   stack6_s    the blend of 6 again with stack=True: LightGBM over the 6 members, lexical and query-group features,
               fit and predicted out of fold on the 5 folds (esci.stack)
-and the first implementation's vocabulary + featurize (bench/legacy_featurize.py) on --legacy-rows training rows,
-scaled to 1M rows beside the new prepare + features per 1M rows: their ratio is the speed-up.
+  pt_corpus_s pre-training's corpora over the whole catalog (esci.corpora: the store of token arrays, then every
+              task's rows with the full profile's pt_max_len 256 and every task on), what 02_pretrain does before
+              its first step
+and two baselines of the first implementation, on slices, in the same run: its vocabulary + featurize
+(bench/legacy_featurize.py) on --legacy-rows training rows, scaled to 1M rows beside the new prepare + features per
+1M rows, and its pre-training corpora (bench/legacy_pretrain_corpora.py) on --legacy-products products, scaled to
+1M products beside pt_corpus_s per 1M products: their ratios are the speed-ups.
 The last line is:
   scale: rows=<N> prepare_s=<..> features_s=<..> reuse_s=<..> blend6_s=<..> lexical_s=<..> stack6_s=<..>
-         peak_rss_gib=<..> per_1M_rows_min=<..>   (one line)
-(per_1M_rows_min: (prepare_s + features_s) / N * 1M / 60; peak_rss_gib: this process's peak resident memory).
+         pt_corpus_s=<..> pt_products=<..> peak_rss_gib=<..> per_1M_rows_min=<..> pt_per_1M_products_min=<..>
+(one line; per_1M_rows_min: (prepare_s + features_s) / N * 1M / 60; peak_rss_gib: this process's peak resident
+memory, every stage above included).
 """
 from __future__ import annotations
 
@@ -30,8 +36,11 @@ import numpy as np
 import pandas as pd
 
 import legacy_featurize
+import legacy_pretrain_corpora
+import pyarrow.parquet as pq
 from esci.blend import run_blend
 from esci.config import load_config
+from esci.corpora import corpora
 from esci.lexical import lexical_features
 from esci.data import TEXT_FIELDS, has_esci_files
 from esci.features import features_for, token_store, unit_store
@@ -81,7 +90,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, required=True, help="judgements in the generated set (release: 2,600,000)")
     ap.add_argument("--out", default="output/scale")
-    ap.add_argument("--legacy-rows", type=int, default=20000)
+    ap.add_argument("--legacy-rows", type=int, default=20000, help="rows of the legacy featurize baseline")
+    ap.add_argument("--legacy-products", type=int, default=20000,
+                    help="products of the legacy pre-training corpora baseline")
     a = ap.parse_args()
     setup("scale")
     n_queries = max(int(round(a.rows / ROWS_PER_QUERY)), 50)
@@ -116,6 +127,18 @@ def main():
     _, stack_s = timed("stack of 6 (task 1)", lambda: run_blend(blend_cfg.replace(name="stack6", stack=True),
                                                                  t1_train, t1_test, members))
 
+    pt_cfg = load_config("configs/full.py", "configs/pt.py", overrides=[f"data_dir={data}", f"output_dir={run}",
+                                                                       "model_dir="])
+    (fit, held, _), pt_s = timed("pre-training corpora", lambda: corpora(pt_cfg, tokenizer))
+    pt_products = sum(len(views["simcse"]) for views in (fit, held))
+    print("pre-training rows (fit / held out): " + ", ".join(f"{t} {len(fit[t])} / {len(held[t])}" for t in fit))
+    del fit, held
+    first = next(pq.ParquetFile(pt_cfg.data_root / "products.parquet").iter_batches(batch_size=a.legacy_products))
+    catalog = first.to_pandas().rename(columns={"product_locale": "locale"})
+    _, legacy_pt_s = timed(f"legacy pre-training corpora ({len(catalog)} products)",
+                           lambda: legacy_pretrain_corpora.build_corpora(catalog, tokenizer, pt_cfg,
+                                                                         np.random.default_rng(0)))
+
     train, _ = task_rows(examples, 2)
     part = with_text(cfg, train.iloc[np.random.default_rng(0).choice(len(train), min(a.legacy_rows, len(train)),
                                                                        replace=False)], list(TEXT_FIELDS))
@@ -129,9 +152,14 @@ def main():
     print(f"per 1M rows: new prepare + features {per_1m:.2f} min; legacy vocabulary + featurize "
           f"{legacy_per_1m:.2f} min (features only, repeated per fold and experiment); ratio "
           f"{legacy_per_1m / per_1m:.1f}x")
+    pt_per_1m = pt_s / pt_products * 1e6 / 60
+    legacy_pt_per_1m = legacy_pt_s / len(catalog) * 1e6 / 60
+    print(f"per 1M products: pre-training corpora {pt_per_1m:.2f} min; legacy {legacy_pt_per_1m:.2f} min (every run; "
+          f"{len(catalog)}-product slice); ratio {legacy_pt_per_1m / pt_per_1m:.1f}x")
     print(f"scale: rows={rows} prepare_s={prepare_s:.1f} features_s={features_s:.1f} reuse_s={reuse_s:.1f} "
-          f"blend6_s={blend_s:.1f} lexical_s={lexical_s:.1f} stack6_s={stack_s:.1f} peak_rss_gib={peak_rss_gib():.2f} "
-          f"per_1M_rows_min={per_1m:.2f}")
+          f"blend6_s={blend_s:.1f} lexical_s={lexical_s:.1f} stack6_s={stack_s:.1f} pt_corpus_s={pt_s:.1f} "
+          f"pt_products={pt_products} peak_rss_gib={peak_rss_gib():.2f} per_1M_rows_min={per_1m:.2f} "
+          f"pt_per_1M_products_min={pt_per_1m:.2f}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ cfg = dict(
     fields=["title", "brand", "color", "bullets", "description"],  # product fields in input order
     max_len=256,             # tokens per (query, product) pair, longest-first truncation
     max_chars=0,             # product text cut to this many characters before tokenizing (0 = 6 * max_len)
+    unk_warn=0.02,           # warn when more than this share of a locale's query or product tokens are the
+                             # tokenizer's unknown token (an encoder that cannot read that script); 0 = never
     # --- model
     head="cls4",             # cls4 (E/S/C/I) | cls2 (substitute vs not) | reg (MSE on gains)
     use_units=True,          # multi-granular semantic units: char 3-gram bags of query / title+brand+color+bullets / description
@@ -57,6 +59,7 @@ cfg = dict(
     warmup_ratio=0.1,        # linear warmup share of the cosine schedule
     max_grad_norm=1.0,       # gradient clipping; 0 = off
     evals_per_epoch=1,       # validation passes per epoch; the best by task metric is kept
+    max_steps=0,             # 0 = the epochs' steps; else stop after this many optimizer steps (smoke and scale runs)
     # --- fine-tuning tricks (paper Table 5)
     ema=False,               # exponential moving average of weights; evaluate and save with EMA weights
     ema_decay=0.999,         # EMA decay (warmed up as min(decay, (1+step)/(10+step)))
@@ -104,4 +107,5 @@ cfg = dict(
     pt_holdout=0.05,         # share of products held out for MLM loss and accuracies
     pt_mask_prob=0.15,       # share of MLM tokens that are targets (80% [MASK], 10% random, 10% kept)
     pt_max_products=0,       # 0 = the whole catalog; else a seeded subset of this many products
+    pt_max_steps=0,          # 0 = the epochs' steps; else stop pre-training after this many optimizer steps
 )

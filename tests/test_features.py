@@ -6,6 +6,8 @@ import pytest
 
 from esci import features
 from esci.config import load_config
+from esci.corpora import corpus_store
+from esci.io import read_json
 from esci.data import EXAMPLES, PRODUCTS
 from esci.features import char_ngram_ids, features_for, join_fields, token_store, unit_store, value_ids
 from esci.model import load_tokenizer
@@ -83,7 +85,7 @@ def test_stores_are_made_once_and_reused(tmp_path, sample_dir, tokenizer, monkey
     assert reordered.folder != first.folder and len(calls) == 4
 
 
-@pytest.mark.parametrize("column", ["product_description", "product_brand"])
+@pytest.mark.parametrize("column", ["product_description", "product_brand", "product_title"])
 def test_one_changed_product_changes_the_keys(tmp_path, raw, tokenizer, column):
     ex, pr = raw
     folders = []
@@ -95,5 +97,48 @@ def test_one_changed_product_changes_the_keys(tmp_path, raw, tokenizer, column):
         ex.to_parquet(data / EXAMPLES, index=False)
         pr.to_parquet(data / PRODUCTS, index=False)
         cfg = prepared(tmp_path / name, data)
-        folders.append((token_store(cfg, tokenizer).folder.name, unit_store(cfg).folder.name))
-    assert folders[0][0] != folders[1][0] and folders[0][1] != folders[1][1]
+        folders.append([store.folder.name for store in (token_store(cfg, tokenizer), unit_store(cfg),
+                                                        corpus_store(cfg, tokenizer))])
+    assert all(a != b for a, b in zip(*folders))
+
+
+def test_unit_store_key_covers_the_training_split(tmp_path, raw):
+    """The brand/color vocabulary is counted over training judgements: moving a query to the test split is another
+    store, though no text changed."""
+    ex, pr = raw
+    folders = []
+    for name in ("a", "b"):
+        data = tmp_path / name / "data"
+        data.mkdir(parents=True)
+        if name == "b":
+            ex.loc[ex.query_id == ex.query_id[ex.split == "train"].iloc[0], "split"] = "test"
+        ex.to_parquet(data / EXAMPLES, index=False)
+        pr.to_parquet(data / PRODUCTS, index=False)
+        folders.append(unit_store(prepared(tmp_path / name, data)).folder.name)
+    assert folders[0] != folders[1]
+
+
+def test_join_fields_keeps_rows_with_every_field_empty():
+    df = pd.DataFrame({"a": ["x", None, "", "y", "é"], "b": ["p", None, "q", "", "ü"]})
+    assert join_fields(df, ["a", "b"], " | ").to_pylist() == ["x | p", "", "q", "y", "é | ü"]
+
+
+def test_unknown_tokens_are_counted_and_warned_once(tmp_path, sample_dir, caplog):
+    """The packaged English tokenizer has no katakana: the sample's jp text is read as [UNK], us and es are not."""
+    tiny = load_tokenizer("tiny")
+    with caplog.at_level("WARNING", logger="esci"):
+        cfg = prepared(tmp_path, sample_dir, "model_dir=tiny")
+        store = token_store(cfg, tiny)
+        token_store(cfg.replace(fold=1), tiny)  # reopened: no second warning
+    shares = read_json(store.folder / "meta.json")["unk_share"]
+    assert shares["jp/product"] > 0.1 and shares["jp/query"] > 0.02
+    assert shares["us/product"] == shares["es/product"] == shares["us/query"] == 0
+    warned = [r.getMessage() for r in caplog.records if "unknown token" in r.getMessage()]
+    assert len(warned) == 1 and "jp product" in warned[0] and "MODEL_DIR" in warned[0]
+    assert f"{shares['jp/product']:.1%}" in warned[0] and "us " not in warned[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="esci"):
+        token_store(cfg.replace(max_len=48), tiny)  # another store of the same tokenizer and data: told already
+        quiet = prepared(tmp_path / "quiet", sample_dir, "model_dir=tiny", "unk_warn=0.0")
+        token_store(quiet, tiny)  # warnings off
+    assert not [r for r in caplog.records if "unknown token" in r.getMessage()]

@@ -1,29 +1,37 @@
-"""Multi-task pre-training: corpus builders follow their label rules, masking is BERT's, the stage lowers
-held-out MLM loss on the tiny encoder, resumes after a kill, and fine-tuning starts from its output unchanged;
-its optimisation keys are its own (fine-tuning's never change it) and its loss weights are named."""
+"""Multi-task pre-training: the corpora are arrays made once per catalog whose rows equal the tokenizer's own
+encoding of the same texts, fake queries follow their rules, masking is BERT's, the stage lowers held-out MLM loss on
+the tiny encoder, resumes after a kill, and fine-tuning starts from its output unchanged; its optimisation keys are
+its own (fine-tuning's never change it) and its loss weights are named."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import torch
 
 from esci import EsciError
 from esci.config import load_config
+from esci.corpora import IGNORE, corpora, corpus_store, fake_queries
+from esci.features import join_fields, norm_value
 from esci.model import load_tokenizer
-from esci.pretrain import (IGNORE, attr_labels, attr_vocab, build_corpora, fake_query, load_catalog, mask_tokens,
-                           mlm_blocks, p2q_pairs, pretrain_fingerprint)
+from esci.prepare import load_products, prepare
+from esci.pretrain import mask_tokens, pretrain_fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
+MLM_FIELDS = ["locale", "title", "brand", "color", "bullets", "description"]
 
 
 def catalog_cfg(tmp_path, sample_dir, *extra):
-    return load_config("configs/sample.py", "configs/pt.py",
-                       overrides=[f"output_dir={tmp_path}", f"data_dir={sample_dir}", "model_dir=tiny", *extra])
+    cfg = load_config("configs/sample.py", "configs/pt.py",
+                      overrides=[f"output_dir={tmp_path}", f"data_dir={sample_dir}", "model_dir=tiny", *extra])
+    prepare(cfg)
+    return cfg
 
 
 @pytest.fixture(scope="module")
@@ -31,54 +39,138 @@ def tokenizer():
     return load_tokenizer("tiny")
 
 
+def catalog_text(cfg, fields=MLM_FIELDS) -> list[str]:
+    products = load_products(cfg).rename(columns={"product_locale": "locale"})
+    return join_fields(products, fields, " | ").to_pylist()
+
+
 def test_fake_queries_are_spans_of_their_text():
-    rng = np.random.default_rng(0)
-    text = "Norvik compact over-ear headphones R-480 - pink " * 3
-    lengths = []
-    for _ in range(2000):
-        spans = fake_query(text, 4.0, rng)
-        assert 1 <= len(spans) <= 2 and all(s and s in text for s in spans)
-        lengths += [len(s) for s in spans]
-    assert 3.6 < np.mean(lengths) < 4.4  # truncated Poisson(4) over a long text
-    jp = [len(s) for _ in range(500) for s in fake_query("ヘッドホン" * 10, 8.0, rng)]
-    assert 7.2 < np.mean(jp) < 8.8
-    assert all(len(s) <= 3 for _ in range(200) for s in fake_query("abc", 8.0, rng))
-    assert fake_query("", 4.0, rng) == []
+    text = "Norvik-compact-over-ear-headphones-R-480-pink" * 3
+    means = np.full(2000, 4.0)
+    queries = fake_queries(pa.array([text] * 2000), means, np.random.default_rng(0)).to_pylist()
+    spans = [q.split(" ") for q in queries]
+    assert all(1 <= len(s) <= 2 and all(x and x in text for x in s) for s in spans)
+    assert 0.4 < np.mean([len(s) == 2 for s in spans]) < 0.6
+    assert 3.6 < np.mean([len(x) for s in spans for x in s]) < 4.4  # truncated Poisson(4) over a long text
+    jp = fake_queries(pa.array(["ヘッドホン" * 10] * 500), np.full(500, 8.0), np.random.default_rng(1)).to_pylist()
+    assert 7.2 < np.mean([len(x) for q in jp for x in q.split(" ")]) < 8.8
+    short = fake_queries(pa.array(["abc", "", "é"] * 100), np.full(300, 8.0), np.random.default_rng(2)).to_pylist()
+    assert all(len(x) <= 3 and x in "abc" for q in short[0::3] for x in q.split(" "))
+    assert set(short[1::3]) == {""} and set(short[2::3]) <= {"é", "é é"}
+    again = fake_queries(pa.array([text] * 2000), means, np.random.default_rng(0)).to_pylist()
+    other = fake_queries(pa.array([text] * 2000), means, np.random.default_rng(9)).to_pylist()
+    assert again == queries and other != queries
 
 
-def test_p2q_negatives_never_meet_their_own_product(tmp_path, sample_dir):
-    df = load_catalog(catalog_cfg(tmp_path, sample_dir, "pt_max_products=400"))
-    pairs = p2q_pairs(df, {"us": 4.0, "es": 4.0, "jp": 8.0}, np.random.default_rng(1))
-    pos, neg = pairs[pairs.label == 1], pairs[pairs.label == 0]
-    assert (pos["product"] == pos.query_source).all() and (neg["product"] != neg.query_source).all()
-    assert (df.locale.to_numpy()[neg["product"]] == df.locale.to_numpy()[neg.query_source]).all()
-    assert sorted(neg["product"]) == sorted(pos["product"]) == sorted(neg.query_source)  # one of each per product
-    source = (df.title + " " + df.brand + " " + df.color).str.strip().to_numpy()
-    assert all(sp and all(x in source[i] for x in sp) for sp, i in zip(pos.spans, pos["product"]))
-    assert (neg.spans.str.join(" ") == neg["query"]).all()
+@pytest.mark.parametrize("max_len", [64, 512])
+def test_rows_equal_the_tokenizers_encoding(tmp_path, sample_dir, tokenizer, max_len):
+    cfg = catalog_cfg(tmp_path, sample_dir, f"pt_max_len={max_len}", "pt_max_products=0", "pt_holdout=0.1")
+    fit, _, _ = corpora(cfg, tokenizer)
+    text, attr_text = catalog_text(cfg), catalog_text(cfg, ["locale", "title", "bullets", "description"])
+    store = corpus_store(cfg, tokenizer)
+
+    def rows(view, idx):
+        b = view.batch(idx, pad_multiple=8)
+        assert b["input_ids"].shape[1] % 8 == 0
+        return [b["input_ids"][j, :int(b["attention_mask"][j].sum())].tolist() for j in range(len(idx))]
+
+    simcse = fit["simcse"]
+    idx = np.arange(0, len(simcse), 11)
+    want = tokenizer([text[p] for p in simcse.products[idx]], truncation=True, max_length=max_len)["input_ids"]
+    assert rows(simcse, idx) == want
+    attr = fit["attr"]
+    idx = np.arange(0, len(attr), 11)
+    got = rows(attr, idx)
+    for j, p in enumerate(attr.products[idx]):
+        full = tokenizer(attr_text[p], truncation=True, max_length=max_len)["input_ids"]
+        # the row without brand and color, cut where the whole row was: a prefix of the tokenizer's encoding
+        assert got[j][:-1] == full[:len(got[j]) - 1] and got[j][-1] == tokenizer.sep_token_id
+        assert len(got[j]) == len(full) or store.text_len[p] == max_len - 2
+    pairs = fit["p2q"]
+    idx = np.arange(0, len(pairs), 13)
+    queries = store.query_texts(pairs.queries[idx])
+    want = tokenizer(queries, [text[p] for p in pairs.products[idx]], truncation="longest_first",
+                     max_length=max_len)
+    b = pairs.batch(idx)
+    for j, (ids, types) in enumerate(zip(want["input_ids"], want["token_type_ids"])):
+        n = int(b["attention_mask"][j].sum())
+        assert b["input_ids"][j, :n].tolist() == ids and b["token_type_ids"][j, :n].tolist() == types
+    # MLM: per locale, the fit products' rows (at most max_len - 2 tokens) joined by [SEP], cut into blocks
+    blocks = fit["mlm"]
+    order = blocks.order
+    locale = store.locale[order]
+    ids = tokenizer([text[p] for p in order], add_special_tokens=False, truncation=True,
+                    max_length=max_len - 2)["input_ids"]
+    want = []
+    for value in np.unique(locale):
+        stream = [t for i in np.flatnonzero(locale == value) for t in ids[i] + [tokenizer.sep_token_id]]
+        want += [[tokenizer.cls_token_id] + stream[s:s + max_len - 2] + [tokenizer.sep_token_id]
+                 for s in range(0, len(stream), max_len - 2)]
+    assert len(blocks) == len(want) and rows(blocks, np.arange(len(blocks))) == want
+    assert (blocks.lengths == [len(w) for w in want]).all() and (pairs.lengths <= max_len).all()
+    if max_len == 64:
+        assert store.meta["rows_capped"] > 0  # the cap at pt_max_len was exercised
+
+
+def test_p2q_negatives_never_meet_their_own_product(tmp_path, sample_dir, tokenizer):
+    cfg = catalog_cfg(tmp_path, sample_dir, "pt_max_products=0")
+    fit, held, _ = corpora(cfg, tokenizer)
+    store = corpus_store(cfg, tokenizer)
+    for view, own in ((fit["p2q"], fit["simcse"].products), (held["p2q"], held["simcse"].products)):
+        q, p, y = view.queries, view.products, view.labels
+        assert (q[y == 1] == p[y == 1]).all() and (q[y == 0] != p[y == 0]).all()
+        assert (store.locale[q] == store.locale[p]).all()
+        assert sorted(p[y == 0]) == sorted(p[y == 1]) == sorted(q[y == 0])  # one of each per product
+        assert set(p) <= set(own)  # fit pairs never use held-out products, nor held pairs fit ones
+    # the same seed gives the same corpora; another seed other fake queries
+    again, _, _ = corpora(catalog_cfg(tmp_path / "again", sample_dir, "pt_max_products=0"), tokenizer)
+    assert (again["p2q"].queries == fit["p2q"].queries).all()
+    other = corpus_store(catalog_cfg(tmp_path / "seed7", sample_dir, "seed=7"), tokenizer)
+    assert other.folder.name != store.folder.name
+    assert other.query_texts(range(50)) != store.query_texts(range(50))
 
 
 def test_brand_color_labels_ignore_rare_and_missing(tmp_path, sample_dir, tokenizer):
-    values = pd.Series(["Acme", "acme ", "Bolt", "", "Zed", "Zed", "ACME"])
-    vocab = attr_vocab(values)
-    assert vocab == {"acme": 0, "zed": 1}  # bolt seen once, "" missing
-    assert attr_labels(values, vocab).tolist() == [0, 0, IGNORE, IGNORE, 1, 1, 0]
-    df = pd.DataFrame({"locale": "us", "title": ["a", "b", "c", "d"], "brand": ["X", "X", "Y", ""],
-                       "color": ["red", "", "red", ""], "bullets": "", "description": ""})
-    cfg = catalog_cfg(tmp_path, sample_dir, "pt_mlm=False", "pt_p2q=False", "pt_simcse=False")
-    c = build_corpora(df, tokenizer, cfg, np.random.default_rng(0),
-                      {"brand": attr_vocab(df.brand), "color": attr_vocab(df.color)})
-    # row d has neither label and is dropped; Y is seen once
-    assert c["attr"].labels.tolist() == [[0, 0], [0, IGNORE], [IGNORE, 0]] and list(c) == ["attr"]
+    cfg = catalog_cfg(tmp_path, sample_dir, "pt_mlm=False", "pt_p2q=False", "pt_simcse=False", "pt_max_products=0")
+    fit, held, vocabs = corpora(cfg, tokenizer)
+    assert list(fit) == ["attr"]
+    products = load_products(cfg)
+    attr = fit["attr"]
+    for k, name in enumerate(("brand", "color")):
+        value = norm_value(products[name]).to_numpy()
+        counts = pd.Series(value[attr.products]).value_counts()
+        seen = {v for v, c in counts.items() if v and c >= 2}
+        assert set(vocabs[name]) <= seen | set(value[held["attr"].products])
+        classes = {c: v for v, c in vocabs[name].items()}
+        y = attr.labels[:, k]
+        assert all(classes[c] == v for c, v in zip(y[y != IGNORE], value[attr.products][y != IGNORE]))
+        assert all(v not in vocabs[name] for v in value[attr.products][y == IGNORE])
+    assert ((attr.labels != IGNORE).any(axis=1)).all()
+    neither = (products.brand.fillna("") == "") & (products.color.fillna("") == "")
+    assert not neither.to_numpy()[attr.products].any() and len(attr) < len(fit["attr"].products) + 1
 
 
-def test_mlm_blocks_and_masking(tokenizer):
-    texts = ["us | red kettle | Acme"] * 30 + ["jp | ケトル | 赤"] * 30
-    c = mlm_blocks(texts, ["us"] * 30 + ["jp"] * 30, tokenizer, 32)
-    per_text = len(tokenizer(texts[0], add_special_tokens=False)["input_ids"]) + 1
-    assert all(len(b) <= 32 and b[0] == tokenizer.cls_token_id and b[-1] == tokenizer.sep_token_id for b in c.input_ids)
-    jp_tokens = len(tokenizer(texts[-1], add_special_tokens=False)["input_ids"]) + 1
-    assert sum(len(b) - 2 for b in c.input_ids) == 30 * per_text + 30 * jp_tokens
+def test_corpora_are_made_once_for_every_run_and_rank(tmp_path, sample_dir):
+    cfg = catalog_cfg(tmp_path, sample_dir)
+    code = ("import sys; from esci.log import setup; from esci.config import load_config; "
+            "from esci.corpora import corpus_store; from esci.model import load_tokenizer; setup('rank'); "
+            f"cfg = load_config('configs/sample.py', 'configs/pt.py', overrides=['output_dir={tmp_path}', "
+            f"'data_dir={sample_dir}', 'model_dir=tiny'] + sys.argv[1:]); "
+            "print(corpus_store(cfg, load_tokenizer('tiny')).folder)")
+    ranks = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    out = [r.communicate() for r in ranks]
+    assert all(r.returncode == 0 for r in ranks), out
+    built = re.compile(r"pre-training corpora pt_\w+: \d+ products")
+    assert out[0][0] == out[1][0] and sum(len(built.findall(e)) for _, e in out) == 1
+    # a second run with other pre-training settings reads the same arrays
+    second = subprocess.run([sys.executable, "-c", code, "pt_max_products=100", "pt_p2q=False", "pt_lr=1e-3"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert second.stdout == out[0][0] and not built.findall(second.stderr)
+    assert len(list(cfg.features_root.glob("pt_*"))) == 1
+
+
+def test_masking_is_berts(tokenizer):
     ids = torch.randint(1000, 2000, (200, 64))
     special = torch.zeros_like(ids, dtype=torch.bool)
     special[:, 0] = True

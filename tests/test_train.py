@@ -261,6 +261,25 @@ def test_a_training_budget_cuts_epochs_never_rows(tmp_path):
     assert m["steps"] == math.ceil(m["train_rows"] / 16) and m["train_rows"] > 100
 
 
+def test_max_steps_stops_training_and_resumes_to_the_same_count(tmp_path):
+    """A cap on optimizer steps cuts the epochs' batches where the cap falls (evaluating there), also across a kill;
+    every validation and test row is still predicted once."""
+    a = args(tmp_path / "a", "name=s", "epochs=3", "max_steps=5", "save_every=2", "evals_per_epoch=2")
+    assert run_fold(a, stage="01_prepare.py").returncode == 0
+    killed = run_fold(a, {"ESCI_FAIL_AT_STEP": "2"})
+    assert killed.returncode == 3, killed.stderr[-2000:]
+    resumed = run_fold(a)
+    assert resumed.returncode == 0 and "resumed at epoch 0, step 2" in resumed.stderr, resumed.stderr[-2000:]
+    fold = tmp_path / "a/sample/tiny/s/fold0"
+    m = json.loads((fold / "metrics.json").read_text())
+    assert m["steps"] == 5 and m["train_rows"] > 16 * 5  # the cap, not the rows, ended it
+    assert [h["epoch"] for h in m["history"]] == [0, 0] and m["history"][-1]["step"] == 5
+    train, _ = experiment_rows(tiny_cfg(tmp_path / "a"), load_examples(tiny_cfg(tmp_path / "a")))
+    oof = pd.read_parquet(fold / "oof.parquet")
+    assert sorted(oof.example_id) == sorted(train[train.fold == 0].example_id)
+    assert len(pd.read_parquet(fold / "test.parquet")) == 60
+
+
 class Recorder(GeneralTracker):
     name, requires_logging_directory, main_process_only = "recorder", False, True
 

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from . import LOCALES, EsciError
 from .data import TEXT_FIELDS
-from .io import atomic_path, read_json, write_json
+from .io import atomic_path, exclusive, read_json, write_json
 from .model import encoder_dir
 from .prepare import check_prepared, load_products
 
@@ -66,12 +66,10 @@ def join_fields(df, fields: list[str], sep: str) -> pa.Array:
     """Non-empty fields in the given order joined by `sep` (vectorized); df: a DataFrame or {name: Arrow array}."""
     cols = [_strings(df[f]) for f in fields]
     cols = [pc.if_else(pc.equal(c, ""), pa.scalar(None, pa.large_string()), c) for c in cols]
-    return pc.fill_null(pc.binary_join_element_wise(*cols, pa.scalar(sep, pa.large_string()), null_handling="skip"), "")
-
-
-def product_text(df: pd.DataFrame, fields: list[str], sep: str) -> list[str]:
-    """Non-empty fields in the configured order, joined by ` sep ` (pre-training's text blocks)."""
-    return join_fields(df, fields, f" {sep} ").to_pylist()
+    # a leading "" (never null), cut off after: pyarrow drops the rows whose every value is null under "skip"
+    lead = pa.repeat(pa.scalar("", pa.large_string()), len(cols[0]))
+    joined = pc.binary_join_element_wise(lead, *cols, pa.scalar(sep, pa.large_string()), null_handling="skip")
+    return pc.utf8_slice_codeunits(joined, len(sep))
 
 
 def norm_value(s: pd.Series) -> pd.Series:
@@ -145,6 +143,21 @@ def _load(folder: Path, name: str) -> np.ndarray:
     return np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
 
 
+def made_once(cfg, kind: str, key_parts: list, build) -> tuple[Path, bool]:
+    """(the folder of store `kind` keyed by key_parts, whether this call built it). build(tmp) writes the store's
+    arrays into tmp and returns its summary (meta.json, written last). One process builds at a time; the ranks of
+    a distributed launch and later runs wait for it and open the same folder."""
+    key = _key([kind, VERSION, *key_parts])
+    folder = cfg.features_root / f"{kind}_{key}"
+    with exclusive(cfg.features_root / f".{kind}_{key}.lock"):
+        if (folder / "meta.json").exists():
+            return folder, False
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+        with atomic_path(folder, is_dir=True) as tmp:
+            write_json({"key": key, "version": VERSION, **build(tmp)}, tmp / "meta.json")
+    return folder, True
+
+
 # ---------------------------------------------------------------- token store
 
 def tokenizer_fingerprint(model_dir: str, tokenizer) -> str:
@@ -159,8 +172,9 @@ def tokenizer_fingerprint(model_dir: str, tokenizer) -> str:
     return h.hexdigest()[:16]
 
 
-def pair_template(tokenizer) -> tuple[list[int], list[int]]:
-    """The tokenizer's pair layout as (ids, token types), query tokens marked -1 and product tokens -2."""
+def pair_template(tokenizer, pair: bool = True) -> tuple[list[int], list[int]]:
+    """The tokenizer's pair layout as (ids, token types), query tokens marked -1 and product tokens -2 (pair=False:
+    the layout of one text, its tokens marked -1)."""
     for a, b in (("a", "b"), ("x", "y"), ("1", "2"), ("hello", "world")):
         ta = tokenizer(a, add_special_tokens=False)["input_ids"]
         tb = tokenizer(b, add_special_tokens=False)["input_ids"]
@@ -168,25 +182,67 @@ def pair_template(tokenizer) -> tuple[list[int], list[int]]:
             break
     else:
         raise ValueError(f"{type(tokenizer).__name__}: cannot find single-token probes for the pair template")
-    enc = tokenizer(a, b, return_token_type_ids=True)
-    ids = [-1 if t == ta[0] else -2 if t == tb[0] else t for t in enc["input_ids"]]
-    if ids.count(-1) != 1 or ids.count(-2) != 1:
-        raise ValueError(f"{type(tokenizer).__name__}: unexpected pair template {enc['input_ids']}")
+    enc = tokenizer(a, b, return_token_type_ids=True) if pair else tokenizer(a, return_token_type_ids=True)
+    ids = [-1 if t == ta[0] else -2 if t == tb[0] and pair else t for t in enc["input_ids"]]
+    if ids.count(-1) != 1 or ids.count(-2) != int(pair):
+        raise ValueError(f"{type(tokenizer).__name__}: unexpected template {enc['input_ids']}")
     return ids, list(enc.get("token_type_ids") or [0] * len(ids))
 
 
-def _tokenize(tokenizer, texts: pa.Array, cap: int, out: FlatWriter, bar) -> np.ndarray:
-    """Token ids of every text (no special tokens, at most `cap`), appended to `out`; returns their counts."""
-    counts = []
+def _tokenize(tokenizer, texts: pa.Array, cap: int, out, bar=None) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of every text (no special tokens, at most `cap`), appended to `out`; returns each text's token count
+    and how many of them are the unknown token."""
+    counts, unknown = [], []
+    unk = tokenizer.unk_token_id
     for start in range(0, len(texts), CHUNK):
         batch = texts.slice(start, CHUNK).to_pylist()
         ids = tokenizer(batch, add_special_tokens=False, truncation=True, max_length=cap,
                         return_attention_mask=False, return_token_type_ids=False)["input_ids"]
         n = np.fromiter(map(len, ids), np.int64, len(ids))
-        out.add(np.fromiter(itertools.chain.from_iterable(ids), np.int32, int(n.sum())), n)
+        flat = np.fromiter(itertools.chain.from_iterable(ids), np.int32, int(n.sum()))
+        out.add(flat, n)
         counts.append(n)
-        bar.update(len(batch))
-    return np.concatenate(counts) if counts else np.zeros(0, np.int64)
+        hits = np.repeat(np.arange(len(n)), n)[flat == unk] if unk is not None else np.zeros(0, np.int64)
+        unknown.append(np.bincount(hits, minlength=len(n)))
+        if bar is not None:
+            bar.update(len(batch))
+    if not counts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(counts), np.concatenate(unknown)
+
+
+class Coverage:
+    """How much of the text the tokenizer can read: unknown tokens per (locale, field), added chunk by chunk."""
+
+    def __init__(self):
+        self.counts: dict = {}
+
+    def add(self, field: str, locales, n: np.ndarray, unknown: np.ndarray) -> None:
+        codes = pc.dictionary_encode(_strings(locales))
+        idx = codes.indices.to_numpy(zero_copy_only=False)
+        for i, loc in enumerate(codes.dictionary.to_pylist()):
+            a, b = self.counts.get(f"{loc or '-'}/{field}", (0, 0))
+            self.counts[f"{loc or '-'}/{field}"] = (a + int(unknown[idx == i].sum()), b + int(n[idx == i].sum()))
+
+    def shares(self) -> dict:
+        """{"<locale>/<field>": share of its tokens that are the unknown token}."""
+        return {k: round(u / t, 5) for k, (u, t) in sorted(self.counts.items()) if t}
+
+
+def warn_coverage(cfg, folder: Path) -> None:
+    """One warning line for the (locale, field) pairs of a new store whose unknown-token share is above unk_warn;
+    given once per data set and tokenizer (not again for its other stores: another field order, the corpora)."""
+    meta = read_json(folder / "meta.json")
+    high = {k: v for k, v in meta.get("unk_share", {}).items() if v > cfg.unk_warn}
+    if not high or cfg.unk_warn <= 0:
+        return
+    for other in cfg.features_root.glob("*/meta.json"):
+        if other.parent != folder and read_json(other).get("tokenizer") == meta["tokenizer"]:
+            return
+    worst = ", ".join(f"{k.replace('/', ' ')} {v:.1%}" for k, v in sorted(high.items(), key=lambda kv: -kv[1]))
+    log.warning("the encoder's tokenizer (%s) reads part of this data as its unknown token: %s of tokens (above "
+                "unk_warn=%g; %s); fix: MODEL_DIR=<a multilingual encoder: XLM-R, InfoXLM, mDeBERTa>",
+                cfg.model_dir or "the packaged all-MiniLM-L6-v2", worst, cfg.unk_warn, folder.name)
 
 
 @dataclass
@@ -221,39 +277,44 @@ def token_store(cfg, tokenizer) -> TokenStore:
     summary = check_prepared(cfg)
     max_chars = cfg.max_chars or 6 * cfg.max_len
     template, types = pair_template(tokenizer)
-    key = _key(["tok", VERSION, summary["hashes"]["query"], [summary["hashes"][f] for f in cfg.fields],
-                tokenizer_fingerprint(cfg.model_dir, tokenizer), cfg.fields, cfg.max_len, max_chars])
-    folder = cfg.features_root / f"tok_{key}"
-    if not (folder / "meta.json").exists():
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-        budget = cfg.max_len - (len(template) - 2)  # room left for query + product tokens
-        if budget < 2:
-            raise EsciError(f"max_len={cfg.max_len} leaves no room for a query and a product; fix: raise max_len")
-        queries = pd.read_parquet(cfg.data_root / "examples.parquet", columns=["qidx", "query"]) \
+    budget = cfg.max_len - (len(template) - 2)  # room left for query + product tokens
+    if budget < 2:
+        raise EsciError(f"max_len={cfg.max_len} leaves no room for a query and a product; fix: raise max_len")
+
+    def build(tmp: Path) -> dict:
+        queries = pd.read_parquet(cfg.data_root / "examples.parquet", columns=["qidx", "query", "product_locale"]) \
             .drop_duplicates("qidx").sort_values("qidx")
-        with atomic_path(folder, is_dir=True) as tmp:
-            out = FlatWriter(tmp, "query", "tokens", np.int32)
-            with tqdm(total=len(queries), desc="tokenize queries", unit="rows", mininterval=2) as bar:
-                _tokenize(tokenizer, _strings(queries["query"]), budget, out, bar)
-            nq = int(out.finish()[-1])
-            out, cut, short = FlatWriter(tmp, "product", "tokens", np.int32), 0, 0
-            with tqdm(total=summary["products"], desc="tokenize products", unit="rows", mininterval=2) as bar:
-                for chunk in product_chunks(cfg, cfg.fields):
-                    text = pair_text(chunk, cfg, tokenizer)
-                    n = _tokenize(tokenizer, text, budget, out, bar)
-                    was_cut = pc.greater_equal(pc.utf8_length(text), max_chars).to_numpy(zero_copy_only=False)
-                    # cut text that gave fewer tokens than a pair could hold (a larger max_chars would add some)
-                    cut, short = cut + int(was_cut.sum()), short + int((was_cut & (n < budget)).sum())
-            n_p = int(out.finish()[-1])
-            write_json(dict(key=key, version=VERSION, fields=cfg.fields, max_len=cfg.max_len, max_chars=max_chars,
-                            template=template, types=types, pad_id=tokenizer.pad_token_id or 0,
-                            use_types="token_type_ids" in tokenizer.model_input_names, queries=len(queries),
-                            products=summary["products"], query_tokens=nq, product_tokens=n_p, products_cut=cut,
-                            products_cut_short=short), tmp / "meta.json")
+        coverage = Coverage()
+        out = FlatWriter(tmp, "query", "tokens", np.int32)
+        with tqdm(total=len(queries), desc="tokenize queries", unit="rows", mininterval=2) as bar:
+            coverage.add("query", queries.product_locale, *_tokenize(tokenizer, _strings(queries["query"]), budget,
+                                                                     out, bar))
+        nq = int(out.finish()[-1])
+        out, cut, short = FlatWriter(tmp, "product", "tokens", np.int32), 0, 0
+        with tqdm(total=summary["products"], desc="tokenize products", unit="rows", mininterval=2) as bar:
+            for chunk in product_chunks(cfg, [*cfg.fields, "product_locale"]):
+                text = pair_text(chunk, cfg, tokenizer)
+                n, unknown = _tokenize(tokenizer, text, budget, out, bar)
+                coverage.add("product", chunk["product_locale"], n, unknown)
+                was_cut = pc.greater_equal(pc.utf8_length(text), max_chars).to_numpy(zero_copy_only=False)
+                # cut text that gave fewer tokens than a pair could hold (a larger max_chars would add some)
+                cut, short = cut + int(was_cut.sum()), short + int((was_cut & (n < budget)).sum())
+        n_p = int(out.finish()[-1])
+        return dict(fields=cfg.fields, max_len=cfg.max_len, max_chars=max_chars, template=template, types=types,
+                    pad_id=tokenizer.pad_token_id or 0, use_types="token_type_ids" in tokenizer.model_input_names,
+                    queries=len(queries), products=summary["products"], query_tokens=nq, product_tokens=n_p,
+                    products_cut=cut, products_cut_short=short, unk_share=coverage.shares())
+
+    fp = tokenizer_fingerprint(cfg.model_dir, tokenizer)
+    folder, built = made_once(cfg, "tok", [summary["hashes"]["query"], [summary["hashes"][f] for f in cfg.fields],
+                                           fp, cfg.fields, cfg.max_len, max_chars],
+                              lambda tmp: {**build(tmp), "tokenizer": fp})
+    if built:
         meta = read_json(folder / "meta.json")
         log.info("token store %s: %d queries, %d products (%d cut at %d characters, %d of them short of max_len)",
                  folder.name, meta["queries"], meta["products"], meta["products_cut"], max_chars,
                  meta["products_cut_short"])
+        warn_coverage(cfg, folder)
     return TokenStore.open(folder)
 
 
@@ -294,37 +355,41 @@ def unit_texts(products) -> dict:
 
 
 def unit_store(cfg) -> UnitStore:
-    """The unit store of this data set and id_min_count: opened, or built once."""
+    """The unit store of this data set, its training split and id_min_count: opened, or built once."""
     summary = check_prepared(cfg)
-    key = _key(["units", VERSION, summary["hashes"], cfg.id_min_count])
-    folder = cfg.features_root / f"units_{key}"
-    if not (folder / "meta.json").exists():
-        ex = pd.read_parquet(cfg.data_root / "examples.parquet", columns=["qidx", "query", "pidx", "split"])
-        train_pidx = ex.pidx.to_numpy()[ex.split.eq("train").to_numpy()]
-        queries = ex.drop_duplicates("qidx").sort_values("qidx")["query"]
-        del ex
-        with atomic_path(folder, is_dir=True) as tmp:
-            out = FlatWriter(tmp, "query", "bytes", np.uint8)
-            data, off = _flat(pc.utf8_lower(_strings(queries)))
-            out.add(data, np.diff(off))
-            out.finish()
-            writers = {u: FlatWriter(tmp, u, "bytes", np.uint8) for u in ("mid", "desc")}
-            for chunk in product_chunks(cfg, list(TEXT_FIELDS)):
-                for unit, text in unit_texts(chunk).items():
-                    data, off = _flat(pc.utf8_lower(text))
-                    writers[unit].add(data, np.diff(off))
-            for w in writers.values():
-                w.finish()
-            products = load_products(cfg, ["product_locale", "brand", "color"])
-            brand, brand_vocab = value_ids(products.brand, train_pidx, cfg.id_min_count)
-            color, color_vocab = value_ids(products.color, train_pidx, cfg.id_min_count)
-            locale = products.product_locale.map(LOCALE_IDS).fillna(0).to_numpy(np.int32)
-            _save(tmp, "product_ids", np.stack([locale, brand, color], axis=1).astype(np.int32))
-            write_json(dict(key=key, version=VERSION, id_min_count=cfg.id_min_count, products=len(products),
-                            queries=len(queries), brands=len(brand_vocab), colors=len(color_vocab),
-                            vocab={"brand": brand_vocab, "color": color_vocab}), tmp / "meta.json")
-        log.info("unit store %s: %d products, %d queries, %d brands, %d colors", folder.name, len(products),
-                 len(queries), len(brand_vocab), len(color_vocab))
+    split = pd.read_parquet(cfg.data_root / "examples.parquet", columns=["pidx", "split"])
+    train_pidx = split.pidx.to_numpy()[split.split.eq("train").to_numpy()]
+    del split
+
+    def build(tmp: Path) -> dict:
+        queries = pd.read_parquet(cfg.data_root / "examples.parquet", columns=["qidx", "query"]) \
+            .drop_duplicates("qidx").sort_values("qidx")["query"]
+        out = FlatWriter(tmp, "query", "bytes", np.uint8)
+        data, off = _flat(pc.utf8_lower(_strings(queries)))
+        out.add(data, np.diff(off))
+        out.finish()
+        writers = {u: FlatWriter(tmp, u, "bytes", np.uint8) for u in ("mid", "desc")}
+        for chunk in product_chunks(cfg, list(TEXT_FIELDS)):
+            for unit, text in unit_texts(chunk).items():
+                data, off = _flat(pc.utf8_lower(text))
+                writers[unit].add(data, np.diff(off))
+        for w in writers.values():
+            w.finish()
+        products = load_products(cfg, ["product_locale", "brand", "color"])
+        brand, brand_vocab = value_ids(products.brand, train_pidx, cfg.id_min_count)
+        color, color_vocab = value_ids(products.color, train_pidx, cfg.id_min_count)
+        locale = products.product_locale.map(LOCALE_IDS).fillna(0).to_numpy(np.int32)
+        _save(tmp, "product_ids", np.stack([locale, brand, color], axis=1).astype(np.int32))
+        return dict(id_min_count=cfg.id_min_count, products=len(products), queries=len(queries),
+                    brands=len(brand_vocab), colors=len(color_vocab), vocab={"brand": brand_vocab, "color": color_vocab})
+
+    # the brand/color vocabulary is counted over the training judgements: their products are part of the key
+    split_key = hashlib.sha1(np.ascontiguousarray(train_pidx, np.int64).tobytes()).hexdigest()[:16]
+    folder, built = made_once(cfg, "units", [summary["hashes"], cfg.id_min_count, split_key], build)
+    if built:
+        meta = read_json(folder / "meta.json")
+        log.info("unit store %s: %d products, %d queries, %d brands, %d colors", folder.name, meta["products"],
+                 meta["queries"], meta["brands"], meta["colors"])
     return UnitStore.open(folder)
 
 
@@ -385,6 +450,38 @@ def overlap(query: tuple, other: tuple, rows: int) -> np.ndarray:
     return (hit / np.maximum(np.bincount(q >> 32, minlength=rows), 1)).astype(np.float32)
 
 
+def assemble(template, types, parts: list, pad_id: int, pad_multiple: int = 1, use_types: bool = True) -> dict:
+    """Tensors of rows laid out as `template` (a token id, or -1 - i for the tokens of parts[i]), right-padded to a
+    multiple of pad_multiple: input_ids, attention_mask (token_type_ids). parts[i] = (flat, starts, lens): a row's
+    tokens are flat[start:start + len] of each of its pieces in order (starts, lens: (rows,) or (rows, pieces))."""
+    B = len(parts[0][1])
+    parts = [(flat, np.asarray(st).reshape(B, -1), np.asarray(ln).reshape(B, -1)) for flat, st, ln in parts]
+    n = [ln.sum(1) for _, _, ln in parts]
+    length = sum(n) + sum(1 for t in template if t >= 0)
+    width = int(-(-max(int(length.max(initial=0)), 1) // pad_multiple) * pad_multiple)
+    ids = np.full((B, width), pad_id, np.int64)
+    typ = np.zeros((B, width), np.int64)
+    col = np.zeros(B, np.int64)
+    r = np.arange(B)
+    for tok, ty in zip(template, types):
+        if tok >= 0:
+            ids[r, col], typ[r, col] = tok, ty
+            col += 1
+            continue
+        flat, st, ln = parts[-1 - tok]
+        m = n[-1 - tok]
+        within = np.arange(int(m.sum())) - np.repeat(np.cumsum(m) - m, m)
+        rr, cc = np.repeat(r, m), np.repeat(col, m) + within
+        ids[rr, cc] = segments(flat, st.ravel(), ln.ravel())
+        typ[rr, cc] = ty
+        col += m
+    out = {"input_ids": torch.from_numpy(ids),
+           "attention_mask": torch.from_numpy((np.arange(width) < col[:, None]).astype(np.int64))}
+    if use_types:
+        out["token_type_ids"] = torch.from_numpy(typ)
+    return out
+
+
 class Features:
     """Model inputs of a set of rows (their qidx and pidx into the stores), assembled per batch."""
 
@@ -406,28 +503,9 @@ class Features:
         """Tensors of `rows`: input_ids, attention_mask (token_type_ids), ids, bag{0,1,2} and their offsets."""
         rows = np.asarray(rows)
         t, B = self.tok, len(rows)
-        width = int(-(-max(int(self.lengths[rows].max()), 1) // pad_multiple) * pad_multiple)
-        ids = np.full((B, width), t.pad_id, np.int64)
-        types = np.zeros((B, width), np.int64)
-        col = np.zeros(B, np.int64)
-        r = np.arange(B)
-        nq, n_p = self.n_q[rows], self.n_p[rows]
-        for tok_id, typ in zip(t.template, t.types):
-            if tok_id >= 0:
-                ids[r, col], types[r, col] = tok_id, typ
-                col += 1
-                continue
-            flat, off, idx, n = (t.q_tokens, t.q_off, self.qidx, nq) if tok_id == -1 else \
-                (t.p_tokens, t.p_off, self.pidx, n_p)
-            within = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
-            rr, cc = np.repeat(r, n), np.repeat(col, n) + within
-            ids[rr, cc] = segments(flat, off[idx[rows]], n)
-            types[rr, cc] = typ
-            col += n
-        out = {"input_ids": torch.from_numpy(ids),
-               "attention_mask": torch.from_numpy((np.arange(width) < col[:, None]).astype(np.int64))}
-        if t.use_types:
-            out["token_type_ids"] = torch.from_numpy(types)
+        out = assemble(t.template, t.types, [(t.q_tokens, t.q_off[self.qidx[rows]], self.n_q[rows]),
+                                             (t.p_tokens, t.p_off[self.pidx[rows]], self.n_p[rows])],
+                       t.pad_id, pad_multiple, t.use_types)
         if self.use_ids:
             out["ids"] = torch.from_numpy(self.units.ids[self.pidx[rows]].astype(np.int64))
         if self.use_units:
@@ -450,7 +528,7 @@ def memory_features(cfg, tokenizer, pairs: pd.DataFrame, vocab: dict) -> Feature
     tokens, texts = {}, {}
     for name, text in (("query", _strings(pairs["query"])), ("product", pair_text(pairs, cfg, tokenizer))):
         out = ArrayWriter(np.int32)
-        _tokenize(tokenizer, text, budget, out, tqdm(total=len(pairs), desc=f"tokenize {name}", disable=True))
+        _tokenize(tokenizer, text, budget, out)
         tokens[name] = out.finish()
     for unit, text in {"query": _strings(pairs["query"]), **unit_texts(pairs)}.items():
         data, off = _flat(pc.utf8_lower(text))

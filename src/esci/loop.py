@@ -173,23 +173,6 @@ def batch_order(lengths: np.ndarray, batch_size: int, seed: int, bucket: bool) -
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def pad_tokens(input_ids: list, token_type_ids: list | None, rows, pad_id: int, pad_multiple: int) -> dict:
-    """input_ids / attention_mask (/ token_type_ids) of `rows`, right-padded to a multiple of pad_multiple."""
-    n = int(math.ceil(max(max(len(input_ids[r]) for r in rows), 1) / pad_multiple) * pad_multiple)
-    ids = np.full((len(rows), n), pad_id, dtype=np.int64)
-    mask = np.zeros((len(rows), n), dtype=np.int64)
-    tt = np.zeros((len(rows), n), dtype=np.int64) if token_type_ids is not None else None
-    for j, r in enumerate(rows):
-        L = len(input_ids[r])
-        ids[j, :L], mask[j, :L] = input_ids[r], 1
-        if tt is not None:
-            tt[j, :L] = token_type_ids[r]
-    batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
-    if tt is not None:
-        batch["token_type_ids"] = torch.from_numpy(tt)
-    return batch
-
-
 def shard(batches: list, accelerator) -> list:
     """This process's share of an epoch's batches; every process gets the same count."""
     per_proc = len(batches) // accelerator.num_processes
@@ -199,14 +182,15 @@ def shard(batches: list, accelerator) -> list:
 class Loop:
     def __init__(self, accelerator, model, optimizer, scheduler, ema: EMA | None, out: Path, *, grad_accum: int = 1,
                  max_grad_norm: float = 0.0, save_every: int = 0, evals_per_epoch: int = 1, name: str = "train",
-                 checkpoint: bool = True, log_every: int = 50):
-        """checkpoint=False: no state.pt and no training log at all (timing runs)."""
+                 checkpoint: bool = True, log_every: int = 50, max_steps: int = 0):
+        """checkpoint=False: no state.pt and no training log at all (timing runs); max_steps: stop after that many
+        optimizer steps (0 = the epochs' batches), evaluating where the last epoch ends."""
         self.acc, self.model, self.opt, self.sched, self.ema = accelerator, model, optimizer, scheduler, ema
         self.raw = accelerator.unwrap_model(model)
         self.state_path = Path(out) / "state.pt"
         self.grad_accum, self.max_grad_norm = grad_accum, max_grad_norm
         self.save_every, self.evals_per_epoch, self.name = save_every, evals_per_epoch, name
-        self.checkpoint, self.log_every = checkpoint, log_every
+        self.checkpoint, self.log_every, self.max_steps = checkpoint, log_every, max_steps
         self.log_path = Path(out) / "train_log.jsonl"
         if checkpoint and accelerator.log_with:
             accelerator.init_trackers("tracker")
@@ -303,6 +287,13 @@ class Loop:
         clock = time.perf_counter()
         for epoch in range(p["epoch"], epochs):
             batches = batches_for(epoch)
+            if self.max_steps:  # the epoch's batches cut to the steps left when it began (the same on resume)
+                if p["micro"] == 0:
+                    p["epoch_step0"] = p["step"]
+                left = self.max_steps - p["epoch_step0"]
+                if left <= 0:
+                    break
+                batches = batches[:left * self.grad_accum]
             n_micro = len(batches)
             eval_at = {int(round(n_micro * (i + 1) / self.evals_per_epoch)) for i in range(self.evals_per_epoch)}
             bars = {}

@@ -1,9 +1,10 @@
 """Multi-task pre-training of the encoder on the product catalog (paper Figure 1, Algorithm 1).
 
 In: a config (the pt_* keys of configs/base.py) and the prepared catalog (output/<profile>/data/products.parquet).
-Corpora, per locale, from the catalog's products (a `pt_holdout` share of products is held out for evaluation):
-  mlm     product text `locale | title | brand | color | bullets | description`, tokenized once, cut into blocks
-          of pt_max_len; 15% of tokens masked (80% [MASK], 10% random, 10% kept)
+The corpora are data (esci.corpora): the catalog tokenized once per (catalog, tokenizer, pt_max_len, seed) into flat
+arrays that every run and rank reads memory-mapped; a `pt_holdout` share of the products is held out for evaluation:
+  mlm     product text `locale | title | brand | color | bullets | description` cut into blocks of pt_max_len;
+          15% of tokens masked (80% [MASK], 10% random, 10% kept)
   p2q     Product2Query: a fake query of 1-2 character spans of title+brand+color (span length from a truncated
           Poisson, mean per locale) paired with its product (label 1), and the locale's fake queries permuted so
           that none meets its own product (label 0)
@@ -23,106 +24,25 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import get_cosine_schedule_with_warmup
 
 from . import EsciError
-from .features import norm_value, product_text, tokenizer_fingerprint, value_ids
+from .corpora import IGNORE, corpora
 from .io import atomic_path, read_json, write_json
-from .loop import EMA, Loop, adamw, batch_order, make_accelerator, pad_tokens, seed_all, shard
+from .loop import EMA, Loop, adamw, batch_order, make_accelerator, seed_all, shard
 from .model import load_encoder, load_tokenizer
-from .prepare import load_products, prepare
-from .provenance import begin, data_identity, digest, fingerprint, record
+from .prepare import prepare
+from .provenance import begin, data_identity, fingerprint, record
 
 log = logging.getLogger("esci")
 
-TASKS = ("mlm", "p2q", "attr", "simcse")
 LOSSES = ("mlm", "p2q", "brand", "color", "simcse")  # the keys of pt_weights
-MLM_FIELDS = ["locale", "title", "brand", "color", "bullets", "description"]
-ATTR_FIELDS = ["locale", "title", "bullets", "description"]
-SPAN_LOCALES = ("us", "es", "jp")  # order of pt_span_mean
-IGNORE = -100
-
-
-def load_catalog(cfg) -> pd.DataFrame:
-    """Products with locale/title/brand/color/bullets/description columns and a seeded `holdout` flag."""
-    prepare(cfg)
-    df = load_products(cfg).rename(columns={"product_locale": "locale"})
-    df = df.sort_values(["locale", "product_id"], kind="stable").reset_index(drop=True)
-    if cfg.pt_max_products and len(df) > cfg.pt_max_products:
-        keep = np.random.default_rng(cfg.seed).choice(len(df), cfg.pt_max_products, replace=False)
-        df = df.iloc[np.sort(keep)].reset_index(drop=True)
-    df["holdout"] = np.random.default_rng(cfg.seed + 1).random(len(df)) < cfg.pt_holdout
-    return df
-
-
-def truncated_poisson(rng: np.random.Generator, mean: float, high: int) -> int:
-    """A Poisson(mean) draw conditioned on 1 <= k <= high (redrawn; clipped after 20 tries)."""
-    for _ in range(20):
-        k = int(rng.poisson(mean))
-        if 1 <= k <= high:
-            return k
-    return int(min(max(k, 1), high))
-
-
-def fake_query(text: str, mean: float, rng: np.random.Generator) -> list[str]:
-    """1-2 character spans of `text`, each of truncated-Poisson length; none for empty text."""
-    if not text:
-        return []
-    spans = []
-    for _ in range(int(rng.integers(1, 3))):
-        n = truncated_poisson(rng, mean, len(text))
-        start = int(rng.integers(0, len(text) - n + 1))
-        spans.append(text[start:start + n])
-    return spans
-
-
-def p2q_pairs(df: pd.DataFrame, span_means: dict, rng: np.random.Generator) -> pd.DataFrame:
-    """Rows (query, spans, product, query_source, label): each product's fake query (1) and, within its locale, a
-    derangement of the fake queries (0). `product` and `query_source` index df."""
-    source = (df.title + " " + df.brand + " " + df.color).str.strip()
-    spans = [fake_query(t, span_means.get(loc, 4.0), rng) for t, loc in zip(source, df.locale)]
-    rows = [(s, i, i, 1) for i, s in enumerate(spans) if s]
-    for _, idx in sorted(df.groupby("locale").indices.items()):
-        idx = np.array([i for i in idx if spans[i]])
-        if len(idx) < 2:
-            continue
-        order = idx[rng.permutation(len(idx))]
-        # a cyclic shift of a random order: no product keeps its own query
-        rows += [(spans[src], dst, src, 0) for dst, src in zip(order, np.roll(order, -1))]
-    out = pd.DataFrame(rows, columns=["spans", "product", "query_source", "label"])
-    out.insert(0, "query", out.spans.str.join(" "))
-    return out
-
-
-def attr_vocab(values: pd.Series, min_count: int = 2) -> dict[str, int]:
-    """Normalized values seen at least min_count times -> class 0..n-1, by (count desc, value)."""
-    return {v: i - 1 for v, i in value_ids(values, np.arange(len(values)), min_count)[1].items()}
-
-
-def attr_labels(values: pd.Series, vocab: dict) -> np.ndarray:
-    return norm_value(values).map(vocab).fillna(IGNORE).to_numpy(np.int64)
-
-
-@dataclass
-class Corpus:
-    """Unpadded token rows of one task plus its labels (or None)."""
-    input_ids: list
-    token_type_ids: list | None
-    labels: np.ndarray | None
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.array([len(x) for x in self.input_ids])
-
-    def __len__(self):
-        return len(self.input_ids)
+CORPORA_VERSION = 2  # bump when what the corpora hold for the same inputs changes: it is part of a run's fingerprint
 
 
 @dataclass
@@ -132,48 +52,6 @@ class TaskBatch:
 
     def __len__(self):
         return len(self.rows)
-
-
-def _tok(tokenizer, first, second=None, max_len=256) -> Corpus:
-    enc = tokenizer(first, second, truncation="longest_first" if second is not None else True, max_length=max_len)
-    tt = [np.asarray(x, np.int8) for x in enc["token_type_ids"]] if "token_type_ids" in enc else None
-    return Corpus([np.asarray(x, np.int32) for x in enc["input_ids"]], tt, None)
-
-
-def mlm_blocks(texts: list[str], locales: list[str], tokenizer, block: int) -> Corpus:
-    """Per locale, the texts' tokens joined by [SEP] and cut into [CLS] ... [SEP] blocks of at most `block`."""
-    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
-    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    out = []
-    for loc in sorted(set(locales)):
-        stream = [t for i, x in enumerate(ids) if locales[i] == loc for t in list(x) + [sep_id]]
-        step = block - 2
-        out += [np.asarray([cls_id] + stream[s:s + step] + [sep_id], np.int32) for s in range(0, len(stream), step)]
-    return Corpus(out, None, None)
-
-
-def build_corpora(df: pd.DataFrame, tokenizer, cfg, rng: np.random.Generator, attr_vocabs: dict) -> dict:
-    """The enabled tasks' corpora over the products in df."""
-    text = product_text(df, MLM_FIELDS, "|")
-    out = {}
-    if cfg.pt_mlm:
-        out["mlm"] = mlm_blocks(text, df.locale.tolist(), tokenizer, cfg.pt_max_len)
-    if cfg.pt_p2q:
-        pairs = p2q_pairs(df, dict(zip(SPAN_LOCALES, cfg.pt_span_mean)), rng)
-        c = _tok(tokenizer, pairs["query"].tolist(), [text[i] for i in pairs["product"]], cfg.pt_max_len)
-        c.labels = pairs.label.to_numpy(np.int64)
-        out["p2q"] = c
-    if cfg.pt_brand or cfg.pt_color:
-        labels = np.stack([attr_labels(df.brand, attr_vocabs["brand"]) if cfg.pt_brand else np.full(len(df), IGNORE),
-                           attr_labels(df.color, attr_vocabs["color"]) if cfg.pt_color else np.full(len(df), IGNORE)],
-                          axis=1)
-        keep = (labels != IGNORE).any(axis=1)
-        c = _tok(tokenizer, [t for t, k in zip(product_text(df, ATTR_FIELDS, "|"), keep) if k], max_len=cfg.pt_max_len)
-        c.labels = labels[keep]
-        out["attr"] = c
-    if cfg.pt_simcse:
-        out["simcse"] = _tok(tokenizer, text, max_len=cfg.pt_max_len)
-    return out
 
 
 def mask_tokens(ids: torch.Tensor, special: torch.Tensor, tokenizer, prob: float, generator=None):
@@ -187,13 +65,6 @@ def mask_tokens(ids: torch.Tensor, special: torch.Tensor, tokenizer, prob: float
     rand = chosen & (r >= 0.8) & (r < 0.9)
     ids[rand] = torch.randint(len(tokenizer), ids.shape, generator=generator)[rand]
     return ids, labels
-
-
-def collate(c: Corpus, rows, pad_id: int, pad_multiple: int) -> dict:
-    batch = pad_tokens(c.input_ids, c.token_type_ids, rows, pad_id, pad_multiple)
-    if c.labels is not None:
-        batch["labels"] = torch.from_numpy(c.labels[rows])
-    return batch
 
 
 class PretrainModel(nn.Module):
@@ -261,54 +132,8 @@ def is_complete(cfg) -> bool:
     return (cfg.run_dir / "metrics.json").exists()
 
 
-def _save_corpora(parts: dict, path: Path) -> None:
-    arrays = {}
-    for part, corpora in parts.items():
-        for task, c in corpora.items():
-            lens = np.array([len(x) for x in c.input_ids], np.int64)
-            arrays[f"{part}.{task}.ids"] = np.concatenate(c.input_ids) if len(lens) else np.zeros(0, np.int32)
-            arrays[f"{part}.{task}.lens"] = lens
-            if c.token_type_ids is not None:
-                arrays[f"{part}.{task}.types"] = np.concatenate(c.token_type_ids) if len(lens) else np.zeros(0, np.int8)
-            if c.labels is not None:
-                arrays[f"{part}.{task}.labels"] = c.labels
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-
-
-def _load_corpora(path: Path) -> dict:
-    z = np.load(path, allow_pickle=False)
-    parts: dict = {}
-    for name in z.files:
-        part, task, what = name.split(".")
-        if what != "ids":
-            continue
-        cuts = np.cumsum(z[f"{part}.{task}.lens"])[:-1]
-        types = np.split(z[f"{part}.{task}.types"], cuts) if f"{part}.{task}.types" in z.files else None
-        labels = z[f"{part}.{task}.labels"] if f"{part}.{task}.labels" in z.files else None
-        parts.setdefault(part, {})[task] = Corpus(np.split(z[name], cuts), types, labels)
-    return parts
-
-
-def _corpora(cfg, tokenizer, catalog, vocabs, cache: Path) -> tuple[dict, dict]:
-    """(fit, held-out) corpora, built once per (data content, tokenizer, config) and cached on disk as arrays."""
-    optimisation = ("pt_epochs", "pt_lr", "pt_weights", "pt_head_lr", "pt_grad_accum", "pt_ema", "pt_ema_decay")
-    keys = [k for k in sorted(cfg) if k.startswith("pt_") and k not in optimisation]
-    key = digest(["pt", read_json(cfg.data_root / "summary.json")["hashes"],
-                  tokenizer_fingerprint(cfg.model_dir, tokenizer), cfg.seed, {k: cfg[k] for k in keys}])
-    path = cache / f"pt_{key}.npz"
-    if not path.exists():
-        rng = np.random.default_rng(cfg.seed + 2)
-        _save_corpora({"fit": build_corpora(catalog[~catalog.holdout].reset_index(drop=True), tokenizer, cfg, rng,
-                                            vocabs),
-                       "held": build_corpora(catalog[catalog.holdout].reset_index(drop=True), tokenizer, cfg, rng,
-                                             vocabs)}, path)
-    parts = _load_corpora(path)
-    return parts.get("fit", {}), parts.get("held", {})
-
-
 @torch.no_grad()
-def evaluate(model, held: dict, cfg, tokenizer, accelerator, pad_id: int, special_ids: torch.Tensor) -> dict:
+def evaluate(model, held: dict, cfg, tokenizer, accelerator, special_ids: torch.Tensor) -> dict:
     """Held-out MLM loss (fixed masks) and accuracies of Product2Query, brand and color."""
     model.eval()
     sums: dict = {}
@@ -318,7 +143,7 @@ def evaluate(model, held: dict, cfg, tokenizer, accelerator, pad_id: int, specia
             continue
         order = np.argsort(c.lengths, kind="stable")
         for s in range(0, len(c), cfg.eval_batch_size):
-            batch = collate(c, order[s:s + cfg.eval_batch_size], pad_id, cfg.pad_multiple)
+            batch = c.batch(order[s:s + cfg.eval_batch_size], cfg.pad_multiple)
             if task == "mlm":
                 batch["input_ids"], batch["labels"] = mask_tokens(batch["input_ids"],
                                                                   torch.isin(batch["input_ids"], special_ids),
@@ -345,7 +170,8 @@ def pretrain_fingerprint(cfg) -> dict:
         raise EsciError(f"pt_weights={cfg.pt_weights}: keys must be among {', '.join(LOSSES)} with numbers as "
                         f"values (unknown: {sorted(unknown)}); fix: e.g. pt_weights={{'mlm': 1.0, 'p2q': 2.0}}")
     prepare(cfg)
-    return fingerprint(cfg, PRETRAIN_KEYS + [k for k in cfg if k.startswith("pt_")], data=data_identity(cfg))
+    return fingerprint(cfg, PRETRAIN_KEYS + [k for k in cfg if k.startswith("pt_")], data=data_identity(cfg),
+                       corpora=CORPORA_VERSION)
 
 
 def pretrain(cfg) -> dict:
@@ -357,22 +183,17 @@ def pretrain(cfg) -> dict:
     accelerator = make_accelerator(cfg, find_unused=True, out=out)
     accelerator.wait_for_everyone()
     seed_all(cfg.seed + accelerator.process_index)
-    catalog = load_catalog(cfg)
-    fit_products = catalog[~catalog.holdout]
-    vocabs = {"brand": attr_vocab(fit_products.brand), "color": attr_vocab(fit_products.color)}
-    tokenizer = load_tokenizer(cfg.model_dir)
-    fit, held = _corpora(cfg, tokenizer, catalog, vocabs, cfg.profile_dir / "cache")
-    if not fit:
+    if not any(cfg[f"pt_{t}"] for t in LOSSES):
         raise EsciError(f"{cfg.name}: every pre-training task is switched off; fix: enable one of pt_mlm, pt_p2q, "
-                         f"pt_brand, pt_color, pt_simcse")
-    log.info("pre-training corpora (fit / held-out rows): %s, %d products (%d held out), %d brands, %d colors",
-             {t: (len(fit[t]), len(held[t])) for t in fit}, len(catalog), int(catalog.holdout.sum()),
-             len(vocabs["brand"]), len(vocabs["color"]))
+                        f"pt_brand, pt_color, pt_simcse")
+    tokenizer = load_tokenizer(cfg.model_dir)
+    fit, held, vocabs = corpora(cfg, tokenizer)
+    log.info("pre-training rows (fit / held out): %s; %d brands, %d colors",
+             {t: (len(fit[t]), len(held[t])) for t in fit}, len(vocabs["brand"]), len(vocabs["color"]))
     model = PretrainModel(load_encoder(cfg.model_dir, len(tokenizer)), cfg, len(vocabs["brand"]),
                           len(vocabs["color"]))
     if cfg.compile:
         model.encoder = torch.compile(model.encoder, dynamic=True)
-    pad_id = tokenizer.pad_token_id or 0
     special_ids = torch.tensor(tokenizer.all_special_ids)
 
     def batches_for(epoch: int) -> list[TaskBatch]:
@@ -385,6 +206,7 @@ def pretrain(cfg) -> dict:
 
     total_steps = math.ceil(sum(math.ceil(len(c) / cfg.pt_batch_size) for c in fit.values())
                             / accelerator.num_processes / cfg.pt_grad_accum) * cfg.pt_epochs
+    total_steps = min(total_steps, cfg.pt_max_steps or total_steps)
     optimizer = adamw([{"params": [p for n, p in model.named_parameters() if n.startswith("encoder.")],
                         "lr": cfg.pt_lr},
                        {"params": [p for n, p in model.named_parameters() if not n.startswith("encoder.")],
@@ -394,7 +216,7 @@ def pretrain(cfg) -> dict:
     raw = accelerator.unwrap_model(model)
     loop = Loop(accelerator, model, optimizer, scheduler, EMA(raw, cfg.pt_ema_decay) if cfg.pt_ema else None, out,
                 grad_accum=cfg.pt_grad_accum, max_grad_norm=cfg.max_grad_norm, save_every=cfg.save_every,
-                log_every=cfg.log_every, name=f"{cfg.name} pre-train")
+                log_every=cfg.log_every, max_steps=cfg.pt_max_steps, name=f"{cfg.name} pre-train")
     loop.resume()
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -402,7 +224,7 @@ def pretrain(cfg) -> dict:
         record(out, fp)
 
     def score():
-        info = evaluate(model, held, cfg, tokenizer, accelerator, pad_id, special_ids)
+        info = evaluate(model, held, cfg, tokenizer, accelerator, special_ids)
         return (-info["mlm_loss"] if "mlm_loss" in info else float("nan")), info
 
     def save_best():
@@ -411,7 +233,7 @@ def pretrain(cfg) -> dict:
                 torch.save(loop.best_weights(), tmp)
 
     def loss_of(item: TaskBatch):
-        batch = collate(fit[item.task], item.rows, pad_id, cfg.pad_multiple)
+        batch = fit[item.task].batch(item.rows, cfg.pad_multiple)
         if item.task == "mlm":
             batch["input_ids"], batch["labels"] = mask_tokens(batch["input_ids"],
                                                               torch.isin(batch["input_ids"], special_ids),

@@ -4,8 +4,9 @@ In: the finished runs under output/<profile>/<encoder>/ (experiments' fold*/metr
 blend.json, cv.csv and test_score.json) and the prepared examples.
 Out: one row per experiment and per blend: kind, name, encoder, task, head or members, the CV on every task it
 serves (over all its OOF rows of that task), the per-fold figures of its own task, the test figure when the test
-split is labelled and the run was scored, training seconds (all folds) and training examples/s. The scoring stage
-rewrites it and prints the rows of its task.
+split is labelled and the run was scored, training seconds (all folds), training examples/s, and the share of
+unknown tokens per locale and field in its token store (where above 0). The scoring stage rewrites it and prints the
+rows of its task.
 """
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ def _experiment(run: Path, folds: list[Path], examples: pd.DataFrame) -> dict:
            "fold_cv": "/".join(f"{m.get(METRIC_NAME[first['task']], float('nan')):.4f}" for m in metrics),
            "train_s": round(sum(m.get("train_s", 0.0) for m in metrics), 1),
            "train_ex_per_s": round(sum(m.get("train_ex_per_s", 0.0) for m in metrics) / len(metrics), 1)}
+    meta = run.parents[1] / "features" / str(first.get("stores", {}).get("tokens")) / "meta.json"
+    if meta.exists():  # how much of the text the tokenizer read as its unknown token, where any
+        row["unk_share"] = " ".join(f"{k}:{v:.3f}" for k, v in read_json(meta).get("unk_share", {}).items() if v)
     for t in HEADS[first["head"]].serves:
         train, _ = task_rows(examples, t)
         df = train.merge(oof, on="example_id", validate="one_to_one")
@@ -60,7 +64,7 @@ def collect(cfg) -> pd.DataFrame:
             elif (run / "blend.json").exists():
                 rows.append(_blend(run))
     columns = ["kind", "name", "encoder", "task", "head", "members", "cv_task1", "cv_task2", "cv_task3", "test",
-               "fold_cv", "folds", "train_s", "train_ex_per_s"]
+               "fold_cv", "folds", "train_s", "train_ex_per_s", "unk_share"]
     return pd.DataFrame(rows).reindex(columns=columns)
 
 

@@ -209,29 +209,32 @@ def train_fold(cfg, fold: int) -> dict:
         log.info("%s fold %d: %d epoch(s) over %d rows (max_train_examples=%d)", cfg.name, fold, epochs, len(fit),
                  cfg.max_train_examples)
     steps_per_epoch = math.ceil(len(fit) / cfg.batch_size / accelerator.num_processes / cfg.grad_accum)
-    total_steps = steps_per_epoch * epochs
+    total_steps = min(steps_per_epoch * epochs, cfg.max_steps or steps_per_epoch * epochs)
     optimizer = adamw(model.param_groups(cfg))
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
     loop = Loop(accelerator, model, optimizer, scheduler, EMA(raw, cfg.ema_decay) if cfg.ema else None, out,
                 grad_accum=cfg.grad_accum, max_grad_norm=cfg.max_grad_norm, save_every=cfg.save_every,
-                log_every=cfg.log_every, evals_per_epoch=cfg.evals_per_epoch, name=f"{cfg.name} fold {fold}")
+                log_every=cfg.log_every, evals_per_epoch=cfg.evals_per_epoch, max_steps=cfg.max_steps,
+                name=f"{cfg.name} fold {fold}")
     loop.resume()
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.json")
         record(out, fp)
     selects = f"task{cfg.task}_{METRIC_NAME[cfg.task]}"
+    outputs = {}  # the validation outputs of the latest evaluation and of the kept weights: the OOF predictions
 
     def evaluate():
         if len(val) == 0:
             return float("nan"), {}
-        o = predict(model, feats["val"], cfg, accelerator, "validate")
+        outputs["latest"] = o = predict(model, feats["val"], cfg, accelerator, "validate")
         info = fold_metrics(cfg.head, val, outputs_frame(cfg.head, val.example_id.to_numpy(), o))
         return info.get(selects, float("nan")), info
 
     def save_best():
+        outputs["best"] = outputs.get("latest")
         if accelerator.is_main_process:
             with atomic_path(out / "best.pt") as tmp:
                 torch.save(loop.best_weights(), tmp)
@@ -260,8 +263,10 @@ def train_fold(cfg, fold: int) -> dict:
                "train_ex_per_s": round(progress["examples"] / max(progress["seconds"], 1e-9), 1),
                "history": progress["history"]}
     if len(val):
+        # the kept weights' validation outputs, unless they were evaluated before a resume
+        o = outputs.get("best")
         oof = outputs_frame(cfg.head, val.example_id.to_numpy(),
-                            predict(model, feats["val"], cfg, accelerator, "oof"))
+                            o if o is not None else predict(model, feats["val"], cfg, accelerator, "oof"))
         oof.insert(1, "fold", fold)
         metrics.update(fold_metrics(cfg.head, val, oof))
         if selects in metrics:
