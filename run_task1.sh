@@ -4,5 +4,5 @@
 # on OOF -> submission -> its test score (when the test split has labels).
 set -euo pipefail
 cd "$(dirname "$0")"
-source src/stages.sh
+source src/stages.sh "$@"
 run_task blend_t1

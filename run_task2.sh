@@ -7,5 +7,5 @@
 # is trained after its parent and the parent's label cleaning.
 set -euo pipefail
 cd "$(dirname "$0")"
-source src/stages.sh
+source src/stages.sh "$@"
 run_task blend_t2

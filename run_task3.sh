@@ -5,5 +5,5 @@
 # Label cleaning is off for task 3 (Table 6: -0.002).
 set -euo pipefail
 cd "$(dirname "$0")"
-source src/stages.sh
+source src/stages.sh "$@"
 run_task blend_t3

@@ -1,8 +1,8 @@
 """Peers of the fine-tuned models, computed in the same run on the same folds: CV and, where the test split is
 labelled, test.
 
-Usage: python bench/baselines.py [configs...] [key=value ...]   (default configs/sample.py configs/t2_a.py)
-       python bench/baselines.py configs/sample.py configs/blend_t1.py          (task 1's peers)
+Usage: python bench/baselines.py [configs...] [key=value ...]   (default configs/cpu.py configs/t2_a.py)
+       python bench/baselines.py configs/cpu.py configs/blend_t1.py          (task 1's peers)
 Task 1: TF-IDF char and word cosines and BM25 (esci.lexical's features), the zero-shot bi-encoder (the packaged
 MiniLM, or model_dir), and a LightGBM ranker over lexical + bi-encoder + query-group features, out-of-fold on the
 same folds (esci.stack with the bi-encoder in the place of cross-encoder members: the strongest thing here built
@@ -78,7 +78,7 @@ def finished_runs(cfg, train, test, labelled):
 
 
 def main(argv):
-    cfg = bench_config("baselines", argv)
+    cfg = bench_config("baselines", argv, __doc__)
     prepare(cfg)
     train, test = task_rows(load_examples(cfg), cfg.task)
     labelled = labelled_test(cfg, test)

@@ -1,5 +1,7 @@
 """What the bench commands share: their command line, training every fold of an experiment and scoring its OOF
 on its task's rows, and writing their table."""
+import sys
+
 import pandas as pd
 
 from esci.config import Config, from_argv
@@ -10,11 +12,21 @@ from esci.prepare import load_examples, prepare, task_rows
 from esci.tasks import task_metric
 from esci.train import train_fold
 
-DEFAULT_CONFIGS = ["configs/sample.py", "configs/t2_a.py"]
+DEFAULT_CONFIGS = ["configs/cpu.py", "configs/t2_a.py"]
 
 
-def bench_config(name: str, argv: list[str]) -> Config:
-    """Config files then key=value overrides, as a stage takes them (default: the sample profile and t2_a)."""
+ARGUMENTS = """
+Arguments: config files (configs/<name>.py, later files win; default {defaults}), then key=value overrides of
+any key in configs/base.py (python src/03_train.py --help lists them). Environment: DATA_DIR, OUTPUT_DIR,
+MODEL_DIR as for the stages."""
+
+
+def bench_config(name: str, argv: list[str], doc: str) -> Config:
+    """Config files then key=value overrides, as a stage takes them (default: the CPU profile and t2_a); --help
+    prints `doc` (the command's docstring) and the arguments, and exits."""
+    if "-h" in argv or "--help" in argv:
+        print(doc.strip() + ARGUMENTS.format(defaults=" ".join(DEFAULT_CONFIGS)))
+        sys.exit(0)
     setup(name)
     files = [a for a in argv if "=" not in a] or DEFAULT_CONFIGS
     return from_argv(files + [a for a in argv if "=" in a])

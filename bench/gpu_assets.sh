@@ -7,6 +7,7 @@
 #                  requirements.txt)
 # Usage: bash bench/gpu_assets.sh        (then name ".gpu" in the device call's carry; see bench/gpu_check.sh)
 # Environment: PYTHON (default python).
+case "${1:-}" in -h|--help) sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0;; esac
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}

@@ -17,12 +17,12 @@
 #   tp_eager    bench/throughput.py --model xlmr-large: the project's loop vs a plain loop (train and inference)
 #   sample      python -m esci.sample --queries 300 (the embedded sample)
 #   then two chains side by side (separate output dirs, one GPU):
-#     prepare, fold_killed, fold_resumed   src/03_train.py configs/full.py configs/t2_a.py fold=0 with MiniLM,
+#     prepare, fold_killed, fold_resumed   src/03_train.py configs/gpu.py configs/t2_a.py fold=0 with MiniLM,
 #         compile=True, precision=auto (bf16), fused AdamW, init_from= (no pre-training), a few hundred steps;
 #         the first run stops at step KILL (ESCI_FAIL_AT_STEP: exit 3 after saving state.pt), the second resumes
 #         ("resumed at epoch E, step KILL") and writes OOF and test predictions
 #     prepare_b, fold_straight, pretrain   the same fold uninterrupted (name=t2_a_straight), to compare its metric
-#         with the resumed run's; then src/02_pretrain.py configs/full.py configs/pt.py, shortened (1 epoch, all
+#         with the resumed run's; then src/02_pretrain.py configs/gpu.py configs/pt.py, shortened (1 epoch, all
 #         1805 products of the sample, pt_max_len 128: a few hundred steps)
 #   tp_compile  bench/throughput.py --model xlmr-large --compile
 # gpu_check.json: ok, failed_step, error, dry_run, device, versions, model, throughput.{eager,compile} (ex/s of the
@@ -43,6 +43,7 @@
 # Environment: PYTHON (default python3), MODEL_DIR (default .gpu/minilm if present, else the packaged MiniLM;
 # tiny in a dry run), BUDGET_S, DRY_RUN=1, PARTS (subset of "throughput fold pretrain compile", default all: for
 # a rerun of one part on a warm machine).
+case "${1:-}" in -h|--help) sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0;; esac
 set -eEuo pipefail  # -E: the ERR trap (record, report, exit 1) also fires inside functions
 export PYTHONUNBUFFERED=1
 
@@ -168,8 +169,8 @@ fi
 
 # --- the real stages
 COMMON=("model_dir=$MODEL" "data_dir=$WORK/sample")
-FOLD=(configs/full.py configs/t2_a.py "${COMMON[@]}" init_from= fold=0 compile=True precision=auto "${FOLD_SIZE[@]}")
-PT=(configs/full.py configs/pt.py "${COMMON[@]}" "output_dir=$WORK/out_straight" pt_epochs=1 "${PT_SIZE[@]}")
+FOLD=(configs/gpu.py configs/t2_a.py "${COMMON[@]}" init_from= fold=0 compile=True precision=auto "${FOLD_SIZE[@]}")
+PT=(configs/gpu.py configs/pt.py "${COMMON[@]}" "output_dir=$WORK/out_straight" pt_epochs=1 "${PT_SIZE[@]}")
 printf '%s\n' "${FOLD[@]}" > "$WORK/fold_args.txt"
 printf '%s\n' "${PT[@]}" > "$WORK/pt_args.txt"
 # chain A: the fold killed at step KILL, then resumed; chain B: the same fold uninterrupted, then pre-training.
@@ -177,12 +178,12 @@ printf '%s\n' "${PT[@]}" > "$WORK/pt_args.txt"
 # is exclusive. A failed step ends its chain (the next needs it), not the other chain.
 chain_a() {
   local rc=0 dir
-  step prepare 90 $PY src/01_prepare.py configs/full.py "${COMMON[@]}" "output_dir=$WORK/out" || return 1
+  step prepare 90 $PY src/01_prepare.py configs/gpu.py "${COMMON[@]}" "output_dir=$WORK/out" || return 1
   run_step fold_killed 240 env ESCI_FAIL_AT_STEP=$KILL $PY src/03_train.py "${FOLD[@]}" "output_dir=$WORK/out" \
     || rc=$?
   # output/<profile>/<backbone>/<name>/fold0
-  dir=$(compgen -G "$WORK/out/full/*/t2_a/fold0" | head -n 1 || true)
-  [ -n "$dir" ] || dir=$WORK/out/full/t2_a/fold0
+  dir=$(compgen -G "$WORK/out/gpu/*/t2_a/fold0" | head -n 1 || true)
+  [ -n "$dir" ] || dir=$WORK/out/gpu/t2_a/fold0
   printf '{"rc": %s, "state_pt": %s, "metrics_json": %s}\n' "$rc" \
     "$([ -f "$dir/state.pt" ] && echo true || echo false)" \
     "$([ -f "$dir/metrics.json" ] && echo true || echo false)" > "$WORK/kill.json"
@@ -198,7 +199,7 @@ chain_a() {
   fi
 }
 chain_b() {
-  step prepare_b 90 $PY src/01_prepare.py configs/full.py "${COMMON[@]}" "output_dir=$WORK/out_straight" \
+  step prepare_b 90 $PY src/01_prepare.py configs/gpu.py "${COMMON[@]}" "output_dir=$WORK/out_straight" \
     || return 1
   if want fold; then
     step fold_straight 240 $PY src/03_train.py "${FOLD[@]}" "output_dir=$WORK/out_straight" name=t2_a_straight \

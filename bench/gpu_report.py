@@ -21,7 +21,7 @@ from pathlib import Path
 
 PACKAGES = ["transformers", "tokenizers", "accelerate", "pandas", "numpy", "pyarrow", "scikit-learn", "scipy",
             "iterative-stratification", "safetensors", "tqdm", "triton"]
-FOLD_NAME, STRAIGHT_NAME, PROFILE = "t2_a", "t2_a_straight", "full"
+FOLD_NAME, STRAIGHT_NAME, PROFILE = "t2_a", "t2_a_straight", "gpu"
 TOL = 1e-6  # resumed vs uninterrupted fold metric, as tests/test_train.py (asserted on CPU only)
 
 
@@ -62,7 +62,7 @@ def env(path: str, model_dir: str) -> None:
               "capability": ".".join(map(str, torch.cuda.get_device_capability(0))) if cuda else None,
               "bf16": torch.cuda.is_bf16_supported() if cuda else None, "cpu_count": os.cpu_count(),
               "torch_threads": torch.get_num_threads(), "host": platform.node(), **nvidia_smi()}
-    cfg = load_config("configs/full.py", overrides=[f"model_dir={model_dir}"])
+    cfg = load_config("configs/gpu.py", overrides=[f"model_dir={model_dir}"])
     tok = load_tokenizer(model_dir)
     enc = load_encoder(model_dir, len(tok))
     if enc.dtype != torch.float32:

@@ -12,7 +12,7 @@ Generates (or reuses, under --out) an ESCI-shaped set of about N judgements with
   stack6_s    the blend of 6 again with stack=True: LightGBM over the 6 members, lexical and query-group features,
               fit and predicted out of fold on the 5 folds (esci.stack)
   pt_corpus_s pre-training's corpora over the whole catalog (esci.corpora: the store of token arrays, then every
-              task's rows with the full profile's pt_max_len 256 and every task on), what 02_pretrain does before
+              task's rows with the GPU profile's pt_max_len 256 and every task on), what 02_pretrain does before
               its first step
 and two baselines of the first implementation, on slices, in the same run: its vocabulary + featurize
 (bench/legacy_featurize.py) on --legacy-rows training rows, scaled to 1M rows beside the new prepare + features per
@@ -101,7 +101,7 @@ def main():
         timed(f"generate {n_queries} queries", lambda: write_sample(data, n_queries, seed=0))
     run = Path(a.out) / f"run_{n_queries}q"
     shutil.rmtree(run, ignore_errors=True)
-    cfg = load_config("configs/full.py", "configs/t2_a.py", overrides=[f"data_dir={data}", f"output_dir={run}",
+    cfg = load_config("configs/gpu.py", "configs/t2_a.py", overrides=[f"data_dir={data}", f"output_dir={run}",
                                                                       "model_dir=", "init_from="])
     tokenizer = load_tokenizer(cfg.model_dir)
     _, prepare_s = timed("prepare", lambda: prepare(cfg))
@@ -127,7 +127,7 @@ def main():
     _, stack_s = timed("stack of 6 (task 1)", lambda: run_blend(blend_cfg.replace(name="stack6", stack=True),
                                                                  t1_train, t1_test, members))
 
-    pt_cfg = load_config("configs/full.py", "configs/pt.py", overrides=[f"data_dir={data}", f"output_dir={run}",
+    pt_cfg = load_config("configs/gpu.py", "configs/pt.py", overrides=[f"data_dir={data}", f"output_dir={run}",
                                                                        "model_dir="])
     (fit, held, _), pt_s = timed("pre-training corpora", lambda: corpora(pt_cfg, tokenizer))
     pt_products = sum(len(views["simcse"]) for views in (fit, held))

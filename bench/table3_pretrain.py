@@ -1,7 +1,7 @@
 """Paper Table 3 on our data: the pre-training task ladder, each rung pre-trained and then fine-tuned on task 2.
 
 Usage: python bench/table3_pretrain.py [configs...] [key=value ...]
-       (default configs: configs/sample.py configs/t2_a.py; e.g. add model_dir=tiny for a quick run)
+       (default configs: configs/cpu.py configs/t2_a.py; e.g. add model_dir=tiny for a quick run)
 Rungs are cumulative: none (the plain encoder), MLM, +Product2Query, +Product2Brand/Color, +Contrastive. Rung r
 pre-trains output/<profile>/table3_pt_<r>/ and fine-tunes <name>_table3_<r> from it on every fold; finished work
 is skipped on a rerun.
@@ -22,7 +22,7 @@ RUNGS = [("none", None), ("mlm", dict(pt_mlm=True)), ("p2q", dict(pt_p2q=True)),
 
 
 def main(argv):
-    base = bench_config("table3", argv)
+    base = bench_config("table3", argv, __doc__)
     rows, switches = [], dict(OFF)
     for rung, change in RUNGS:
         row = {"rung": rung if rung in ("none", "mlm") else f"+{rung}"}

@@ -1,7 +1,7 @@
 """Paper Table 5 on our data: the fine-tuning trick ladder, each rung trained on every fold, CV in one table.
 
 Usage: python bench/table5_tricks.py [configs...] [key=value ...]
-       (default configs: configs/sample.py configs/t2_a.py; e.g. add model_dir=tiny epochs=4 for a quick run)
+       (default configs: configs/cpu.py configs/t2_a.py; e.g. add model_dir=tiny epochs=4 for a quick run)
 Rungs are cumulative: base (no tricks), +EMA, +FGM, +R-Drop, +mixup. Each is an experiment named
 <name>_tricks_<rung> under output/<profile>/, so a rerun skips finished folds.
 Out: output/<profile>/tables/table5_tricks.csv (rung, CV metric, change against the previous rung), printed too.
@@ -18,7 +18,7 @@ RUNGS = [("base", dict(ema=False, fgm=False, rdrop=False, mixup=False)), ("ema",
 
 
 def main(argv):
-    base = bench_config("table5", argv)
+    base = bench_config("table5", argv, __doc__)
     rows, switches = [], {}
     for rung, change in RUNGS:
         switches.update(change)

@@ -1,7 +1,7 @@
 """Paper Table 6 on our data: confident learning's effect on each task, with and without the cleaned rows.
 
 Usage: python bench/table6_cleaning.py [configs...] [key=value ...]
-       (default configs: configs/sample.py configs/t2_a.py; e.g. add model_dir=tiny epochs=4 for a quick run)
+       (default configs: configs/cpu.py configs/t2_a.py; e.g. add model_dir=tiny epochs=4 for a quick run)
 The experiment is trained on every fold (finished folds are skipped), confident learning finds its label issues in
 its OOF (esci.cleaning, clean_frac of the training rows), and the experiment is trained again without them as
 <name>_clean. Both are scored on every task their head serves (a 4-class model: all three), over the task's rows:
@@ -33,7 +33,7 @@ def task_scores(cfg, examples) -> dict:
 
 
 def main(argv):
-    base = bench_config("table6", argv)
+    base = bench_config("table6", argv, __doc__)
     train_and_score(base)
     examples = load_examples(base)
     train, test = experiment_rows(base, examples)

@@ -2,7 +2,7 @@
 # the loader rejects keys not defined here and values of another type.
 cfg = dict(
     # --- run identity
-    profile="base",          # data/scale profile (sample | full); results go to output/<profile>/<name>/
+    profile="base",          # the profile (cpu | gpu: configs/cpu.py, configs/gpu.py); results go to output/<profile>/
     name="base",             # experiment name (default: the experiment file's name; t2_a = task 2, field order a)
     task=2,                  # 1 ranking (nDCG), 2 E/S/C/I (micro-F1), 3 substitute (micro-F1): an experiment's
                              # checkpoint metric (on its validation rows of that task), a blend's task

@@ -1,21 +1,4 @@
-# Profile: the real ESCI release in input/ (or DATA_DIR), a large encoder from MODEL_DIR (InfoXLM-large,
-# XLM-R-large, mDeBERTa), the paper's hyperparameters, one or more GPUs.
-cfg = dict(
-    profile="full",
-    n_folds=5,
-    max_len=256,
-    epochs=3,
-    batch_size=128,
-    eval_batch_size=512,
-    lr=1e-5,
-    head_lr=5e-4,
-    ema=True,
-    ema_decay=0.999,
-    fgm=True,
-    rdrop=True,
-    save_every=2000,
-    evals_per_epoch=2,
-    init_from="pt",          # every experiment starts from the multi-task pre-training run (configs/pt.py)
-    pt_epochs=10,
-    pt_lr=2e-5,
-)
+# The GPU profile's old name: the same settings as configs/gpu.py, results under output/gpu/ (one line says so).
+parent = "gpu"
+renamed = "gpu"
+cfg = dict()

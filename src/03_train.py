@@ -1,6 +1,6 @@
 """Stage 3: fine-tune one fold of one experiment and write its OOF and test predictions.
 
-Usage: python src/03_train.py configs/sample.py configs/t2_a.py fold=0 [key=value ...]
+Usage: python src/03_train.py configs/cpu.py configs/t2_a.py fold=0 [key=value ...]
        accelerate launch src/03_train.py ...      (several GPUs or nodes)
 In: the prepared tables (stage 1), the feature stores (made on first use under output/<profile>/features/),
     MODEL_DIR or the pre-training run named by init_from, label issues named by exclude_from.

@@ -1,6 +1,6 @@
 """Stage 4: confident learning on one experiment's OOF; writes the label issues a `*_clean` experiment drops.
 
-Usage: python src/04_clean_labels.py configs/sample.py configs/t1_a.py
+Usage: python src/04_clean_labels.py configs/cpu.py configs/t1_a.py
 In: every fold of the experiment (stage 3) and the prepared tables.
 Out: output/<profile>/<name>/{label_issues.parquet, clean_report.json} (see esci.cleaning).
 """

@@ -1,6 +1,6 @@
 """Stage 5: blend several experiments' OOF predictions; weights (and task 3's threshold) tuned on OOF.
 
-Usage: python src/05_blend.py configs/sample.py configs/blend_t2.py
+Usage: python src/05_blend.py configs/cpu.py configs/blend_t2.py
 In: every fold of each member (configs/<member>.py read over configs/<profile>.py); a member of another task
     serves when its head does and its rows cover this task's (a 4-class model on the large version).
 Out: output/<profile>/<blend name>/ (oof.parquet, test.parquet, cv.csv, blend.json; see esci.blend).

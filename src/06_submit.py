@@ -1,6 +1,6 @@
 """Stage 6: write the task's KDD Cup submission from a blend's test predictions and validate it.
 
-Usage: python src/06_submit.py configs/sample.py configs/blend_t2.py
+Usage: python src/06_submit.py configs/cpu.py configs/blend_t2.py
 In: the blend's test.parquet and blend.json (stage 5), the task's test rows.
 Out: output/<profile>/submissions/task<k>.csv; prints its path and the blend's CV table.
 """

@@ -1,6 +1,6 @@
 """Stage 7: score the task's submission on the labelled test split, as the official figures are computed.
 
-Usage: python src/07_score.py configs/sample.py configs/blend_t2.py
+Usage: python src/07_score.py configs/cpu.py configs/blend_t2.py
 In: output/<profile>/<encoder>/submissions/task<k>.csv (stage 6) and output/<profile>/data/test_labels.parquet,
     the test labels the prepare stage kept apart (no earlier stage reads them).
 Out: output/<profile>/<encoder>/<blend>/test_score.json and the figures printed beside the blend's CV: task 1 nDCG

@@ -1,12 +1,40 @@
-# Shared by run_task{1,2,3}.sh: the stage commands, each skipped by the stage itself when its outputs are complete.
-# Environment: PROFILE (sample | full), DATA_DIR, MODEL_DIR, OUTPUT_DIR, PYTHON, LAUNCH ("accelerate launch ..."
-# to spread training over several GPUs or nodes).
-PROFILE=${PROFILE:-sample}
+# Shared by run_task{1,2,3}.sh: their --help, and the stage commands, each skipped by the stage itself when its
+# outputs are complete. Environment: see usage below.
+usage() {
+  sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"
+  cat <<EOF
+
+Usage: bash $(basename "$0")            (no arguments; everything is set by the environment)
+Environment (all optional):
+  PROFILE     cpu (default): the embedded sample, or real data within a CPU budget (configs/cpu.py)
+              gpu: the paper's settings for the real release on one or more GPUs (configs/gpu.py)
+  DATA_DIR    folder of the ESCI parquet files (default input/; without them there, the cpu profile generates
+              the embedded sample); DATA_DIR=sample always uses the sample
+  MODEL_DIR   a local Hugging Face encoder (default: the packaged all-MiniLM-L6-v2)
+  OUTPUT_DIR  where results go (default output/)
+  OVERRIDES   "key=value ..." for every stage, e.g. "max_len=64 epochs=1" (python src/03_train.py --help lists keys)
+  LAUNCH      e.g. "accelerate launch --num_processes 8" to train on several GPUs or nodes
+  PYTHON      the interpreter (default python); ESCI_DEBUG=1 shows tracebacks instead of one-line errors
+Results: OUTPUT_DIR/<profile>/<encoder>/submissions/ (the submission), .../blend_t<k>/cv.csv (CV of the blend, the
+stack and each member), OUTPUT_DIR/<profile>/results.csv (every experiment and blend). A rerun skips finished work.
+EOF
+}
+case "${1:-}" in
+  "") ;;
+  -h|--help) usage; exit 0 ;;
+  *) echo "$(basename "$0"): unknown argument '$1'; fix: no arguments (the environment sets everything; --help)" >&2
+     exit 2 ;;
+esac
+PROFILE=${PROFILE:-cpu}
+case "$PROFILE" in  # the profiles' old names keep working
+  sample) echo "PROFILE=sample is now called PROFILE=cpu (the same settings; results under output/cpu/)" >&2; PROFILE=cpu ;;
+  full) echo "PROFILE=full is now called PROFILE=gpu (the same settings; results under output/gpu/)" >&2; PROFILE=gpu ;;
+esac
 PYTHON=${PYTHON:-python}
 LAUNCH=${LAUNCH:-$PYTHON}
 P=configs/$PROFILE.py
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
-[ -f "$P" ] || { echo "PROFILE=$PROFILE: no $P; fix: use sample or full" >&2; exit 2; }
+[ -f "$P" ] || { echo "PROFILE=$PROFILE: no $P; fix: use cpu or gpu" >&2; exit 2; }
 
 # OVERRIDES="key=value ..." is appended to every stage (tests shrink the run with it)
 read -r -a OV <<< "${OVERRIDES:-}"

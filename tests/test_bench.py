@@ -21,22 +21,22 @@ def bench(script, tmp_path, *args):
 
 def test_table5_trick_ladder(tmp_path):
     out = bench("table5_tricks.py", tmp_path, *QUICK)
-    table = pd.read_csv(tmp_path / "sample/tiny/tables/table5_tricks.csv")
+    table = pd.read_csv(tmp_path / "cpu/tiny/tables/table5_tricks.csv")
     assert table.rung.tolist() == ["base", "+ema", "+fgm", "+rdrop", "+mixup"] and "+mixup" in out
     assert table.mixup.tolist() == [False] * 4 + [True] and table.ema.tolist() == [False] + [True] * 4
     assert table.micro_f1.between(0.3, 1).all()
     for rung in ("base", "mixup"):  # every rung trained all folds
-        assert len(list((tmp_path / f"sample/tiny/t2_a_tricks_{rung}").glob("fold*/metrics.json"))) == 2
+        assert len(list((tmp_path / f"cpu/tiny/t2_a_tricks_{rung}").glob("fold*/metrics.json"))) == 2
 
 
 def test_table3_pretrain_ladder(tmp_path):
     bench("table3_pretrain.py", tmp_path, *QUICK, "pt_max_products=120", "pt_lr=1e-3")
-    table = pd.read_csv(tmp_path / "sample/tiny/tables/table3_pretrain.csv")
+    table = pd.read_csv(tmp_path / "cpu/tiny/tables/table3_pretrain.csv")
     assert table.rung.tolist() == ["none", "mlm", "+p2q", "+brand_color", "+contrastive"]
     assert table.mlm_loss.isna().tolist() == [True] + [False] * 4
     assert (table.mlm_loss[1:] < table.mlm_loss_start[1:]).all()
     assert table.p2q_acc.isna().tolist() == [True, True, False, False, False]
-    rows = pd.read_json(tmp_path / "sample/tiny/table3_pt_contrastive/metrics.json", typ="series")["rows"]
+    rows = pd.read_json(tmp_path / "cpu/tiny/table3_pt_contrastive/metrics.json", typ="series")["rows"]
     assert set(rows) == {"mlm", "p2q", "attr", "simcse"}
 
 
@@ -54,7 +54,7 @@ def test_baselines_beat_trivial(tmp_path, sample_dir):
     from esci.config import load_config
     from esci.metrics import ndcg
     from esci.prepare import load_examples, prepare, task_rows, with_text
-    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}", f"data_dir={sample_dir}"])
+    cfg = load_config("configs/cpu.py", overrides=[f"output_dir={tmp_path}", f"data_dir={sample_dir}"])
     prepare(cfg)
     examples = load_examples(cfg)
     t2 = with_text(cfg, task_rows(examples, 2)[0])
@@ -66,35 +66,48 @@ def test_baselines_beat_trivial(tmp_path, sample_dir):
 
 def test_table6_cleaning_with_and_without(tmp_path):
     out = bench("table6_cleaning.py", tmp_path, *QUICK, "clean_frac=0.1")
-    table = pd.read_csv(tmp_path / "sample/tiny/tables/table6_cleaning.csv")
+    table = pd.read_csv(tmp_path / "cpu/tiny/tables/table6_cleaning.csv")
     assert table.task.tolist() == [1, 2, 3] and "change" in out
     assert (table.change == table["with"] - table.without).all() and table.dropped.gt(0).all()
     scores = table[["without", "with", "test_without", "test_with"]]   # the sample's test split has labels
     assert scores.apply(lambda c: c.between(0.2, 1)).all().all()
     assert (table.test_change == table.test_with - table.test_without).all()
-    issues = pd.read_parquet(tmp_path / "sample/tiny/t2_a/label_issues.parquet")
+    issues = pd.read_parquet(tmp_path / "cpu/tiny/t2_a/label_issues.parquet")
     assert len(issues) == table.dropped[0]
-    assert len(list((tmp_path / "sample/tiny/t2_a_clean").glob("fold*/metrics.json"))) == 2
+    assert len(list((tmp_path / "cpu/tiny/t2_a_clean").glob("fold*/metrics.json"))) == 2
 
 
 def test_task1_peers_scored_by_cv_and_on_test(tmp_path):
     import json
     from esci.config import load_config
     from esci.prepare import load_examples, prepare, task_rows
-    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}", "data_dir=sample", *QUICK])
+    cfg = load_config("configs/cpu.py", overrides=[f"output_dir={tmp_path}", "data_dir=sample", *QUICK])
     prepare(cfg)
     train, test = task_rows(load_examples(cfg), 1)
     for name, ids in (("blend_same", train.example_id), ("blend_other", train.example_id[:-5])):
-        run = tmp_path / "sample/tiny" / name  # a finished blend, over these rows or over others
+        run = tmp_path / "cpu/tiny" / name  # a finished blend, over these rows or over others
         run.mkdir(parents=True)
         pd.DataFrame({"example_id": ids, "score": 0.0}).to_parquet(run / "oof.parquet")
         pd.DataFrame({"example_id": test.example_id, "score": 0.0}).to_parquet(run / "test.parquet")
         (run / "blend.json").write_text(json.dumps({"task": 1, "threshold": 0.5, "ndcg": 0.5}))
-    out = bench("baselines.py", tmp_path, "configs/sample.py", "configs/blend_t1.py", *QUICK)
+    out = bench("baselines.py", tmp_path, "configs/cpu.py", "configs/blend_t1.py", *QUICK)
     assert "blend_other: left out" in out
-    table = pd.read_csv(tmp_path / "sample/tiny/tables/baselines_task1.csv").set_index("model")
+    table = pd.read_csv(tmp_path / "cpu/tiny/tables/baselines_task1.csv").set_index("model")
     peers = ["tfidf_char", "tfidf_word", "bm25", "biencoder_zero_shot", "lightgbm_lexical_biencoder"]
     assert table.loc[peers, "kind"].eq("peer").all()
     assert table.loc[peers, ["cv", "test"]].stack().between(0.5, 1).all()  # the sample's test split is labelled
     assert table.loc["tfidf_char", "cv"] != table.loc["bm25", "cv"]
     assert table.loc["blend_same", "kind"] == "blend" and "blend_other" not in table.index
+
+
+def test_every_bench_command_answers_help():
+    commands = [p for p in sorted((ROOT / "bench").iterdir())
+                if p.suffix in (".py", ".sh") and p.stem not in ("common", "legacy_featurize", "legacy_pretrain_corpora")]
+    assert len(commands) >= 9
+    for path in commands:
+        cmd = ["bash" if path.suffix == ".sh" else sys.executable, str(path), "--help"]
+        res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'bench'}"})
+        assert res.returncode == 0 and len(res.stdout.splitlines()) >= 3, (path.name, res.stderr[-1000:])
+        assert "Traceback" not in res.stderr and "sage" in res.stdout, path.name
+    assert not (ROOT / "--help").exists()

@@ -50,7 +50,7 @@ def fake_member(cfg, name, rows, test, head="cls4", seed=0):
 
 
 def test_a_task2_member_serves_task1_and_task3_on_their_rows(tmp_path, sample_dir):
-    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}", f"data_dir={sample_dir}"])
+    cfg = load_config("configs/cpu.py", overrides=[f"output_dir={tmp_path}", f"data_dir={sample_dir}"])
     prepare(cfg)
     examples = load_examples(cfg)
     large, large_test = experiment_rows(cfg, examples)
@@ -58,14 +58,14 @@ def test_a_task2_member_serves_task1_and_task3_on_their_rows(tmp_path, sample_di
     t1, t1_test = task_rows(examples, 1)
     assert len(t1) < len(large)
     blend = run_blend(cfg.replace(name="b1", task=1, members=["m0", "m1"]), t1, t1_test, members)
-    oof = pd.read_parquet(tmp_path / "sample/minilm/b1/oof.parquet")
+    oof = pd.read_parquet(tmp_path / "cpu/minilm/b1/oof.parquet")
     assert sorted(oof.example_id) == sorted(t1.example_id) and list(oof.columns) == ["score", "example_id"]
-    assert sorted(pd.read_parquet(tmp_path / "sample/minilm/b1/test.parquet").example_id) == sorted(t1_test.example_id)
+    assert sorted(pd.read_parquet(tmp_path / "cpu/minilm/b1/test.parquet").example_id) == sorted(t1_test.example_id)
     assert 0 < blend["ndcg"] <= 1
     t3, t3_test = task_rows(examples, 3)
     run_blend(cfg.replace(name="b3", task=3, members=["m0"]), t3, t3_test, members[:1])
-    m0 = pd.concat(pd.read_parquet(p) for p in (tmp_path / "sample/minilm/m0").glob("fold*/oof.parquet"))
-    b3 = pd.read_parquet(tmp_path / "sample/minilm/b3/oof.parquet").merge(m0, on="example_id")
+    m0 = pd.concat(pd.read_parquet(p) for p in (tmp_path / "cpu/minilm/m0").glob("fold*/oof.parquet"))
+    b3 = pd.read_parquet(tmp_path / "cpu/minilm/b3/oof.parquet").merge(m0, on="example_id")
     np.testing.assert_allclose(b3.p_sub, b3.p_S)
     # a member whose rows miss the task's rows is refused, naming the fix
     small = fake_member(cfg, "small", t1, t1_test)

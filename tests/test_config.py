@@ -5,8 +5,8 @@ from esci.config import ConfigError, load_config
 
 def test_files_apply_in_order_and_env_fills_paths(monkeypatch, tmp_path):
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
-    cfg = load_config("configs/sample.py", overrides=["lr=3e-5", "fields=['title']", "name=x", "epochs=1"])
-    assert cfg.profile == "sample" and cfg.n_folds == 2 and cfg.lr == 3e-5 and cfg.fields == ["title"]
+    cfg = load_config("configs/cpu.py", overrides=["lr=3e-5", "fields=['title']", "name=x", "epochs=1"])
+    assert cfg.profile == "cpu" and cfg.n_folds == 2 and cfg.lr == 3e-5 and cfg.fields == ["title"]
     assert cfg.data_dir == str(tmp_path) and cfg.run_dir.name == "x"
 
 
@@ -33,18 +33,18 @@ def test_unknown_key_in_file(tmp_path):
 
 
 def test_saved_config_round_trips(tmp_path):
-    cfg = load_config("configs/sample.py")
+    cfg = load_config("configs/cpu.py")
     cfg.save(tmp_path / "config.json")
     import json
     assert json.loads((tmp_path / "config.json").read_text())["max_len"] == cfg.max_len
 
 
-@pytest.mark.parametrize("profile", ["sample", "full"])
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
 def test_every_config_file_loads_under_each_profile(profile):
     from esci.config import CONFIG_DIR, member_config
     from esci.tasks import HEADS
     for path in sorted(CONFIG_DIR.glob("*.py")):
-        if path.stem in ("base", "sample", "full"):
+        if path.stem in ("base", "cpu", "gpu", "sample", "full"):
             continue
         cfg = load_config(CONFIG_DIR / f"{profile}.py", path)
         assert cfg.name == path.stem and cfg.profile == profile, path
@@ -56,14 +56,25 @@ def test_every_config_file_loads_under_each_profile(profile):
 def test_a_name_is_never_inherited(tmp_path):
     f = tmp_path / "t9_copy.py"
     f.write_text('parent = "t1_a"\ncfg = dict(lr=1e-5)\n')
-    cfg = load_config("configs/sample.py", f)
+    cfg = load_config("configs/cpu.py", f)
     assert cfg.name == "t9_copy" and cfg.task == 1 and cfg.lr == 1e-5
 
 
 def test_replace_checks_keys_and_types():
-    cfg = load_config("configs/sample.py")
+    cfg = load_config("configs/cpu.py")
     assert cfg.replace(lr=1).lr == 1.0 and cfg.lr != 1.0
     with pytest.raises(ConfigError, match="unknown config key 'lrr'"):
         cfg.replace(lrr=1)
     with pytest.raises(ConfigError, match="'epochs' must be int"):
         cfg.replace(epochs="3")
+
+
+@pytest.mark.parametrize("old,new", [("sample", "cpu"), ("full", "gpu")])
+def test_old_profile_names_keep_working_and_say_the_new_one(old, new, capsys):
+    from esci import config
+    config._TOLD.discard(f"{old}.py")
+    a, b = load_config(f"configs/{old}.py", "configs/t2_a.py"), load_config(f"configs/{new}.py", "configs/t2_a.py")
+    load_config(f"configs/{old}.py")
+    told = capsys.readouterr().err.strip().splitlines()
+    assert dict(a) == dict(b) and a.profile == new and a.run_dir == b.run_dir
+    assert len(told) == 1 and f"configs/{new}.py" in told[0] and told[0].startswith(f"{old}.py:")

@@ -45,7 +45,7 @@ def test_every_example_joins_its_own_locales_product(esci):
 def test_prepared_task_rows_share_one_fold_per_query(tmp_path, sample_dir):
     from esci.config import load_config
     from esci.prepare import experiment_rows, load_examples, prepare, task_rows
-    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}", f"data_dir={sample_dir}"])
+    cfg = load_config("configs/cpu.py", overrides=[f"output_dir={tmp_path}", f"data_dir={sample_dir}"])
     prepare(cfg)
     ex = load_examples(cfg)
     assert ex.fold.eq(-1).eq(ex.split.eq("test")).all() and ex.esci_label.isna().eq(ex.split.eq("test")).all()
@@ -67,7 +67,7 @@ def test_prepared_task_rows_share_one_fold_per_query(tmp_path, sample_dir):
 def test_a_training_budget_keeps_every_test_row_and_says_what_it_left_out(tmp_path, sample_dir, caplog):
     from esci.config import load_config
     from esci.prepare import load_examples, prepare
-    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}", f"data_dir={sample_dir}"])
+    cfg = load_config("configs/cpu.py", overrides=[f"output_dir={tmp_path}", f"data_dir={sample_dir}"])
     prepare(cfg)
     full = load_examples(cfg.replace(max_train_queries=0))
     train = full[full.split.eq("train")]
@@ -92,7 +92,7 @@ def test_prepared_tables_follow_file_content_not_file_times(tmp_path, sample_dir
     from esci.prepare import check_prepared, prepare
     data = tmp_path / "data"
     shutil.copytree(sample_dir, data)
-    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}/out", f"data_dir={data}"])
+    cfg = load_config("configs/cpu.py", overrides=[f"output_dir={tmp_path}/out", f"data_dir={data}"])
     prepare(cfg)
     examples = data / EXAMPLES
     os.utime(examples, ns=(1, 1))
@@ -125,7 +125,7 @@ def test_two_ranks_preparing_at_once_make_the_tables_once(tmp_path, monkeypatch)
             errors.append(e)
 
     monkeypatch.setattr(stage, "write_sample", slow_write_sample)
-    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}", "data_dir=sample",
+    cfg = load_config("configs/cpu.py", overrides=[f"output_dir={tmp_path}", "data_dir=sample",
                                                       "sample_queries=60"])
     ranks = [threading.Thread(target=rank) for _ in range(2)]
     for t in ranks:
@@ -249,7 +249,7 @@ def test_a_task_without_rows_of_its_version_fails_in_one_line(tmp_path, raw):
     ex, pr = raw
     ex["small_version"] = 0
     data = write(tmp_path / "d", ex, pr) if (tmp_path / "d").mkdir() is None else None
-    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}", f"data_dir={data}"])
+    cfg = load_config("configs/cpu.py", overrides=[f"output_dir={tmp_path}", f"data_dir={data}"])
     prepare(cfg)
     examples = load_examples(cfg)
     with pytest.raises(EsciError, match="no training rows with small_version = 1 .task 1.; fix"):

@@ -20,7 +20,7 @@ def tokenizer():
 
 
 def prepared(tmp_path, data_dir, *extra):
-    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}", f"data_dir={data_dir}", *extra])
+    cfg = load_config("configs/cpu.py", overrides=[f"output_dir={tmp_path}", f"data_dir={data_dir}", *extra])
     prepare(cfg)
     return cfg
 

@@ -59,7 +59,7 @@ def test_a_query_split_across_versions_never_trains_the_fold_that_validates_it(t
     data.mkdir()
     ex.to_parquet(data / EXAMPLES, index=False)
     pr.to_parquet(data / PRODUCTS, index=False)
-    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}", f"data_dir={data}", "task=1",
+    cfg = load_config("configs/cpu.py", overrides=[f"output_dir={tmp_path}", f"data_dir={data}", "task=1",
                                                       "rows=large"])
     prepare(cfg)
     examples = load_examples(cfg)

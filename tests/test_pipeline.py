@@ -74,7 +74,7 @@ def test_later_drivers_train_only_what_the_earlier_ones_did_not(drivers):
     # that builds the token stores, and kept in results.csv
     warned = [line for run in runs.values() for line in run.stderr.splitlines() if "unknown token" in line]
     assert len(warned) == 1 and "jp product" in warned[0] and "MODEL_DIR" in warned[0]
-    results = pd.read_csv(out / "sample/results.csv").set_index("name")
+    results = pd.read_csv(out / "cpu/results.csv").set_index("name")
     assert "jp/product:" in results.loc["t2_a", "unk_share"] and "us/" not in results.loc["t2_a", "unk_share"]
     trained = {task: trained_folds(res.stderr) for task, res in runs.items()}
     shared = [f"t2_{v} fold {k}" for v in "ab" for k in range(2)]
@@ -89,17 +89,17 @@ def test_later_drivers_train_only_what_the_earlier_ones_did_not(drivers):
 def test_driver_end_to_end(drivers, task, monkeypatch):
     out, runs = drivers
     res = runs[task]
-    sub = out / "sample/tiny/submissions" / f"task{task}.csv"
+    sub = out / "cpu/tiny/submissions" / f"task{task}.csv"
     assert f"submission: {sub}" in res.stdout and "cv.csv" in res.stdout
-    examples = pd.read_parquet(out / "sample/data/examples.parquet")
+    examples = pd.read_parquet(out / "cpu/data/examples.parquet")
     version = "small_version" if task == 1 else "large_version"
     rows = examples[examples[version].eq(1)]
     train, test = rows[rows.split.eq("train")], rows[rows.split.eq("test")]
     assert validate(task, sub, test)["rows"] == len(test)
-    scored = json.loads((out / "sample/tiny" / f"blend_t{task}" / "test_score.json").read_text())
+    scored = json.loads((out / "cpu/tiny" / f"blend_t{task}" / "test_score.json").read_text())
     assert scored["test_rows"] == len(test) and f"task {task} " in res.stdout and ", test " in res.stdout
     assert 0 < scored["test"]["ndcg" if task == 1 else "micro_f1"] <= 1
-    cv = pd.read_csv(out / "sample/tiny" / f"blend_t{task}" / "cv.csv").set_index("member")
+    cv = pd.read_csv(out / "cpu/tiny" / f"blend_t{task}" / "cv.csv").set_index("member")
     metric = cv.iloc[:, 0]
     assert metric["blend"] >= metric.drop(["blend", "stack"]).max() - 1e-9
     final = metric["stack"]  # the blend configs stack: its predictions are the submission's
@@ -119,7 +119,7 @@ def test_a_wrong_data_dir_stops_the_driver_in_one_line(tmp_path):
     errors = [line for line in res.stderr.splitlines() if "error:" in line]
     assert res.returncode == 2 and len(errors) == 1 and "Traceback" not in res.stderr
     assert "nonexistent/shopping_queries_dataset_examples.parquet: file not found; fix:" in errors[0]
-    assert not (tmp_path / "sample/sample_data").exists() and not (tmp_path / "sample/data").exists()
+    assert not (tmp_path / "cpu/sample_data").exists() and not (tmp_path / "cpu/data").exists()
 
 
 def test_a_driver_trains_its_blend_members_and_a_cleaned_member_after_its_parent(tmp_path):
@@ -136,8 +136,8 @@ def test_a_driver_trains_its_blend_members_and_a_cleaned_member_after_its_parent
                     "exp = [a.split('/')[-1][:-3] for a in args[1:] if a.startswith('configs/')][-1]\n"
                     "fold = [a[5:] for a in args if a.startswith('fold=')]\n"
                     "if args[0].endswith('04_clean_labels.py'):  # what a later stage reads of it\n"
-                    f"    os.makedirs(os.path.join({str(tmp_path)!r}, 'sample/minilm', exp), exist_ok=True)\n"
-                    f"    open(os.path.join({str(tmp_path)!r}, 'sample/minilm', exp, 'label_issues.parquet'), 'w')\n"
+                    f"    os.makedirs(os.path.join({str(tmp_path)!r}, 'cpu/minilm', exp), exist_ok=True)\n"
+                    f"    open(os.path.join({str(tmp_path)!r}, 'cpu/minilm', exp, 'label_issues.parquet'), 'w')\n"
                     f"open({str(log)!r}, 'a').write(' '.join([args[0].split('/')[-1][:-3], exp, *fold]) + '\\n')\n")
     fake.chmod(0o755)
     env = {**os.environ, "OUTPUT_DIR": str(tmp_path), "PYTHON": str(fake), "DATA_DIR": "sample",
@@ -149,15 +149,28 @@ def test_a_driver_trains_its_blend_members_and_a_cleaned_member_after_its_parent
         "03_train t1_a_clean 0", "03_train t1_a_clean 1", "05_blend blend_t1", "06_submit blend_t1",
         "07_score blend_t1"]
     # without the parent's label issues, the cleaned member's folds are a one-line error, not a traceback
-    (tmp_path / "sample/minilm/t1_a/label_issues.parquet").unlink()
-    res = subprocess.run([sys.executable, "-m", "esci.config", "configs/sample.py", "configs/t1_a_clean.py",
+    (tmp_path / "cpu/minilm/t1_a/label_issues.parquet").unlink()
+    res = subprocess.run([sys.executable, "-m", "esci.config", "configs/cpu.py", "configs/t1_a_clean.py",
                           f"output_dir={tmp_path}", "data_dir=sample", "n_folds=2", "sample_queries=60",
                           "--pending-folds"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "label_issues.parquet: missing (exclude_from=t1_a); fix: run src/04_clean_labels.py" in res.stderr
     # nor is a member whose pre-training run has not finished
-    res = subprocess.run([sys.executable, "-m", "esci.config", "configs/sample.py", "configs/t2_a.py", "init_from=pt",
+    res = subprocess.run([sys.executable, "-m", "esci.config", "configs/cpu.py", "configs/t2_a.py", "init_from=pt",
                           f"output_dir={tmp_path}", "data_dir=sample", "n_folds=2", "sample_queries=60",
                           "--pending-folds"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "pt/metrics.json: pre-training run 'pt' is not complete; fix: run src/02_pretrain.py" in res.stderr
+
+
+@pytest.mark.parametrize("task", [1, 2, 3])
+def test_a_driver_answers_help_without_starting_work(tmp_path, task):
+    env = {**os.environ, "OUTPUT_DIR": str(tmp_path / "out"), "PYTHON": sys.executable}
+    res = subprocess.run(["bash", str(ROOT / f"run_task{task}.sh"), "--help"], env=env, capture_output=True,
+                         text=True, cwd=tmp_path, timeout=60)
+    assert res.returncode == 0 and f"Usage: bash run_task{task}.sh" in res.stdout, res.stderr
+    assert "PROFILE" in res.stdout and "DATA_DIR" in res.stdout and f"Task {task}" in res.stdout
+    assert list(tmp_path.iterdir()) == []  # no output folder, nothing prepared
+    bad = subprocess.run(["bash", str(ROOT / f"run_task{task}.sh"), "--hlep"], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 2 and "unknown argument '--hlep'" in bad.stderr and list(tmp_path.iterdir()) == []

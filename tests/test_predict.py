@@ -12,7 +12,7 @@ from esci.train import train_fold
 
 
 def test_exported_fold_predicts_its_test_rows(tmp_path):
-    cfg = load_config("configs/sample.py", "configs/t2_a.py",
+    cfg = load_config("configs/cpu.py", "configs/t2_a.py",
                       overrides=[f"output_dir={tmp_path}", "data_dir=sample", "sample_queries=120", "model_dir=tiny",
                                  "max_train_queries=30", "epochs=1", "precision=fp32", "unit_match=True",
                                  "evals_per_epoch=2"])

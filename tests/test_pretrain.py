@@ -28,7 +28,7 @@ MLM_FIELDS = ["locale", "title", "brand", "color", "bullets", "description"]
 
 
 def catalog_cfg(tmp_path, sample_dir, *extra):
-    cfg = load_config("configs/sample.py", "configs/pt.py",
+    cfg = load_config("configs/cpu.py", "configs/pt.py",
                       overrides=[f"output_dir={tmp_path}", f"data_dir={sample_dir}", "model_dir=tiny", *extra])
     prepare(cfg)
     return cfg
@@ -154,7 +154,7 @@ def test_corpora_are_made_once_for_every_run_and_rank(tmp_path, sample_dir):
     cfg = catalog_cfg(tmp_path, sample_dir)
     code = ("import sys; from esci.log import setup; from esci.config import load_config; "
             "from esci.corpora import corpus_store; from esci.model import load_tokenizer; setup('rank'); "
-            f"cfg = load_config('configs/sample.py', 'configs/pt.py', overrides=['output_dir={tmp_path}', "
+            f"cfg = load_config('configs/cpu.py', 'configs/pt.py', overrides=['output_dir={tmp_path}', "
             f"'data_dir={sample_dir}', 'model_dir=tiny'] + sys.argv[1:]); "
             "print(corpus_store(cfg, load_tokenizer('tiny')).folder)")
     ranks = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -185,7 +185,7 @@ def test_masking_is_berts(tokenizer):
 
 
 def _run(stage, *cfg_args, env=None):
-    return subprocess.run([sys.executable, str(ROOT / "src" / stage), "configs/sample.py", *cfg_args], cwd=ROOT,
+    return subprocess.run([sys.executable, str(ROOT / "src" / stage), "configs/cpu.py", *cfg_args], cwd=ROOT,
                           capture_output=True, text=True, env={**os.environ, **(env or {})})
 
 
@@ -197,14 +197,14 @@ def test_pretrain_lowers_mlm_loss_resumes_and_seeds_fine_tuning(tmp_path):
     a = [f"output_dir={tmp_path}/a", "data_dir=sample", *PT]
     b = [f"output_dir={tmp_path}/b", "data_dir=sample", *PT]
     killed = _run("02_pretrain.py", *a, env={"ESCI_FAIL_AT_STEP": "20"})
-    run = tmp_path / "a/sample/tiny/pt"
+    run = tmp_path / "a/cpu/tiny/pt"
     assert killed.returncode == 3, killed.stderr[-2000:]
     assert (run / "state.pt").exists() and not (run / "encoder").exists()
     resumed = _run("02_pretrain.py", *a)
     assert resumed.returncode == 0 and "resumed at epoch 0, step 20" in resumed.stderr, resumed.stderr[-2000:]
     straight = _run("02_pretrain.py", *b)
     assert straight.returncode == 0, straight.stderr[-2000:]
-    ma, mb = (json.loads((tmp_path / d / "sample/tiny/pt/metrics.json").read_text()) for d in "ab")
+    ma, mb = (json.loads((tmp_path / d / "cpu/tiny/pt/metrics.json").read_text()) for d in "ab")
     assert ma["best"]["mlm_loss"] < ma["start"]["mlm_loss"] - 0.5
     assert ma["steps"] == mb["steps"] and ma["best"]["mlm_loss"] == pytest.approx(mb["best"]["mlm_loss"], abs=1e-3)
     assert set(ma["rows"]) == {"mlm", "p2q", "attr", "simcse"} and not (run / "state.pt").exists()
@@ -215,7 +215,7 @@ def test_pretrain_lowers_mlm_loss_resumes_and_seeds_fine_tuning(tmp_path):
     from esci.features import unit_store
     from esci.prepare import prepare
     from esci.train import _setup
-    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}/a", "data_dir=sample",
+    cfg = load_config("configs/cpu.py", overrides=[f"output_dir={tmp_path}/a", "data_dir=sample",
                                                       "sample_queries=120", "model_dir=tiny", "init_from=pt",
                                                       "use_ids=True"])
     prepare(cfg)

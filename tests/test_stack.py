@@ -39,7 +39,7 @@ def member(cfg, name, rows, test, signal, seed):
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, sample_dir):
     params = "stack_params={'num_boost_round': 60, 'min_data_in_leaf': 2, 'num_leaves': 63}"
-    cfg = load_config("configs/sample.py", overrides=[f"output_dir={tmp_path_factory.mktemp('stack')}",
+    cfg = load_config("configs/cpu.py", overrides=[f"output_dir={tmp_path_factory.mktemp('stack')}",
                                                       f"data_dir={sample_dir}", params])
     prepare(cfg)
     return cfg, load_examples(cfg)

@@ -110,3 +110,26 @@ def test_only_the_scoring_stage_reads_the_test_labels():
     prepare = (root / "src/esci/prepare.py").read_text()
     written = 'write_parquet(labels.reset_index(drop=True), out / "test_labels.parquet")'
     assert prepare.count("test_labels") == 3 and written in prepare  # the docstring, the write, the count
+
+
+@pytest.mark.parametrize("task", [1, 2, 3])
+def test_a_file_is_checked_on_its_own_in_one_line(tmp_path, sample_dir, esci, task):
+    import subprocess
+    import sys
+    examples, _ = esci
+    version = "small_version" if task == 1 else "large_version"
+    test = examples[examples[version].eq(1) & examples.split.eq("test")].reset_index(drop=True)
+    writer = {1: write_task1, 2: write_task2, 3: write_task3}[task]
+    writer(preds(test), tmp_path / "s.csv")
+
+    def check(*args):
+        return subprocess.run([sys.executable, "-m", "esci.submission", *map(str, args)], capture_output=True,
+                              text=True)
+    ok = check(task, tmp_path / "s.csv", sample_dir)
+    assert ok.returncode == 0 and ok.stdout.count("\n") == 1, ok.stderr
+    assert f"a valid task {task} submission ({len(test)} rows)" in ok.stdout and "on the labelled test split" in ok.stdout
+    writer(preds(test).iloc[1:], tmp_path / "s.csv")
+    bad = check(task, tmp_path / "s.csv", sample_dir)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "missing" in bad.stderr and not bad.stdout
+    assert check(4, tmp_path / "s.csv", sample_dir).returncode == 2
+    assert "usage" in check("--help").stdout

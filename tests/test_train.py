@@ -30,12 +30,12 @@ TINY = ["model_dir=tiny", "max_train_queries=40", "max_test_rows=60", "epochs=2"
 
 
 def tiny_cfg(tmp_path, *extra, task=2):
-    return load_config("configs/sample.py", overrides=[f"output_dir={tmp_path}", "data_dir=sample",
+    return load_config("configs/cpu.py", overrides=[f"output_dir={tmp_path}", "data_dir=sample",
                                                        "sample_queries=120", f"task={task}", *TINY, *extra])
 
 
 def run_fold(cfg_args, env=None, stage="03_train.py"):
-    return subprocess.run([sys.executable, str(ROOT / "src" / stage), "configs/sample.py", *cfg_args],
+    return subprocess.run([sys.executable, str(ROOT / "src" / stage), "configs/cpu.py", *cfg_args],
                           cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})})
 
 
@@ -72,16 +72,16 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
     for cfg_args in (a, b):
         assert run_fold(cfg_args, stage="01_prepare.py").returncode == 0
     killed = run_fold(a, {"ESCI_FAIL_AT_STEP": "8"})
-    fold = tmp_path / "a/sample/tiny/r/fold1"
+    fold = tmp_path / "a/cpu/tiny/r/fold1"
     assert killed.returncode == 3, killed.stderr[-2000:]
     assert (fold / "state.pt").exists() and not (fold / "metrics.json").exists()
     resumed = run_fold(a)
     assert resumed.returncode == 0 and "resumed at epoch 0, step 8" in resumed.stderr, resumed.stderr[-2000:]
     straight = run_fold(b)
     assert straight.returncode == 0, straight.stderr[-2000:]
-    ma, mb = (json.loads((tmp_path / d / "sample/tiny/r/fold1/metrics.json").read_text()) for d in "ab")
+    ma, mb = (json.loads((tmp_path / d / "cpu/tiny/r/fold1/metrics.json").read_text()) for d in "ab")
     assert ma["steps"] == mb["steps"] and ma["micro_f1"] == pytest.approx(mb["micro_f1"], abs=1e-6)
-    oa, ob = (pd.read_parquet(tmp_path / d / "sample/tiny/r/fold1/oof.parquet") for d in "ab")
+    oa, ob = (pd.read_parquet(tmp_path / d / "cpu/tiny/r/fold1/oof.parquet") for d in "ab")
     assert (oa.example_id == ob.example_id).all()
     np.testing.assert_allclose(oa.p_E, ob.p_E, atol=1e-5)
     again = run_fold(a)
@@ -270,7 +270,7 @@ def test_max_steps_stops_training_and_resumes_to_the_same_count(tmp_path):
     assert killed.returncode == 3, killed.stderr[-2000:]
     resumed = run_fold(a)
     assert resumed.returncode == 0 and "resumed at epoch 0, step 2" in resumed.stderr, resumed.stderr[-2000:]
-    fold = tmp_path / "a/sample/tiny/s/fold0"
+    fold = tmp_path / "a/cpu/tiny/s/fold0"
     m = json.loads((fold / "metrics.json").read_text())
     assert m["steps"] == 5 and m["train_rows"] > 16 * 5  # the cap, not the rows, ended it
     assert [h["epoch"] for h in m["history"]] == [0, 0] and m["history"][-1]["step"] == 5

@@ -21,7 +21,7 @@ ENVIRONMENT = """Environment:
   OUTPUT_DIR   where outputs go (default output/)
   MODEL_DIR    a local Hugging Face encoder folder (default: the packaged all-MiniLM-L6-v2)
   ESCI_DEBUG   1 = show tracebacks of input errors (same as --debug)
-The drivers (run_task<k>.sh) also read PROFILE, PYTHON, LAUNCH and OVERRIDES (see README.md)."""
+The drivers (run_task<k>.sh) also read PROFILE (cpu or gpu), PYTHON, LAUNCH and OVERRIDES (bash run_task1.sh --help)."""
 
 
 def config_keys() -> list[tuple[str, str, str]]:

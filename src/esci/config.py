@@ -1,8 +1,9 @@
 """Experiment configuration: a documented base plus small files that list only what they change.
 
 In: `configs/base.py` (every key, one line of documentation each) and any number of config files
-(`configs/sample.py configs/t2_a.py`), applied in order, then `key=value` command-line overrides. A file may
-name `parent = "t1_a"` to start from another experiment's file.
+(`configs/cpu.py configs/t2_a.py`), applied in order, then `key=value` command-line overrides. A file may
+name `parent = "t1_a"` to start from another experiment's file; a file with `renamed = "<new>"` is an old name of
+another (a profile's), loaded as its parent with one line on stderr that says the new name.
 Paths: an empty data_dir / output_dir / model_dir is filled from DATA_DIR / OUTPUT_DIR / MODEL_DIR, else the
 repository's input/ and output/ and the packaged MiniLM; relative paths are taken from the working directory.
 Out: a `Config` (attribute access) whose keys and types match the base; unknown keys or wrong types fail with
@@ -23,6 +24,7 @@ from .io import write_json
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "configs"
 SHARED_DIRS = {"data", "features", "sample_data", "cache"}  # folders of a profile that are not an encoder's runs
+_TOLD: set = set()  # old config names whose new name this process has printed
 
 
 class ConfigError(EsciError):
@@ -103,6 +105,10 @@ def _read_file(path: Path) -> dict:
     ns = runpy.run_path(str(path))
     if not isinstance(ns.get("cfg"), dict):
         raise ConfigError(f"{path}: defines no `cfg = dict(...)`; fix: add one listing the keys it changes")
+    if ns.get("renamed") and path.name not in _TOLD:  # an old name that keeps working
+        _TOLD.add(path.name)
+        print(f"{path.name}: this profile is now called {ns['renamed']} (configs/{ns['renamed']}.py, the same settings; "
+              f"results under <output>/{ns['renamed']}/); the old name keeps working", file=sys.stderr)
     parent = _read_file(CONFIG_DIR / f"{ns['parent']}.py") if ns.get("parent") else {}
     parent.pop("name", None)  # a name is never inherited: two experiments must not share an output folder
     return {**parent, **ns["cfg"]}

@@ -22,7 +22,7 @@ from .tasks import METRIC_NAME, PROB_COLUMNS, TASKS, expected_gain, predicted_la
 TEXT = ["query", "title", "brand", "color"]
 
 
-def profile_dir(profile: str = "sample", output_dir: str | None = None, backbone: str | None = None) -> Path:
+def profile_dir(profile: str = "cpu", output_dir: str | None = None, backbone: str | None = None) -> Path:
     """The runs of one encoder: output/<profile>/<backbone> ($OUTPUT_DIR or the repository's output/; $BACKBONE,
     else the only encoder there, else minilm), checked to exist."""
     root = Path(output_dir or os.environ.get("OUTPUT_DIR") or ROOT / "output") / profile

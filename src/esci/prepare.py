@@ -2,7 +2,7 @@
 
 In: config (data_dir, n_folds, seed, sample_if_missing, sample_queries, sample_noise); data_dir="sample" (or
 DATA_DIR=sample) asks for the embedded sample, which is also used when the default input/ holds no ESCI file under
-a profile that allows it (the sample profile); any other folder must hold the files.
+a profile that allows it (the CPU profile); any other folder must hold the files.
 Out: output/<profile>/data/
   examples.parquet    every judgement: example_id, query_id, query, product_id, product_locale, esci_label (null on
                       test rows), small_version, large_version, split, fold (-1 on test rows), qidx (row of its query

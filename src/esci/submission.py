@@ -9,9 +9,12 @@ Writers take prediction frames keyed by example_id (task 1: query_id, product_id
 `score()` scores a validated file against labelled test rows the way the official figures are computed: task 1
 nDCG of the file's order with the intended gains and with the official scorer's (S and C swapped), tasks 2 and 3
 micro-F1; overall and per locale.
+`python -m esci.submission TASK FILE DATA_DIR` checks a file on its own against the test split of the ESCI files in
+DATA_DIR (and scores it where that split is labelled): one line, exit 0 when valid, 2 when not.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +134,35 @@ def score(task: int, path: str | Path, labelled: pd.DataFrame) -> dict:
     df["pred"] = df.submitted.map(names)
     df["truth"] = df.esci_label if task == 2 else df.esci_label.where(df.esci_label.eq("S"), "N")
     return f1_report(df, "pred", "truth")
+
+
+USAGE = "usage: python -m esci.submission TASK FILE DATA_DIR   (TASK 1, 2 or 3; DATA_DIR holds the ESCI parquet files)"
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .data import EXAMPLES, _read_parquet, validate_examples
+    from .tasks import METRIC_NAME, TASKS
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__.strip() + "\n\n" + USAGE)
+        return
+    if len(argv) != 3 or argv[0] not in ("1", "2", "3"):
+        print(f"submission: error: {USAGE}", file=sys.stderr)
+        sys.exit(2)
+    task, path, data_dir = int(argv[0]), Path(argv[1]), Path(argv[2])
+    try:
+        examples = validate_examples(_read_parquet(data_dir / EXAMPLES), data_dir / EXAMPLES)
+        test = examples[examples[TASKS[task].version].eq(1) & examples.split.eq("test")]
+        info = validate(task, path, test)
+    except EsciError as e:
+        print(f"submission: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    line = f"{path}: a valid task {task} submission ({info['rows']} rows)"
+    if len(test) and test.esci_label.notna().all():
+        metric = METRIC_NAME[task]
+        line += f"; {metric} {score(task, path, test)[metric]:.4f} on the labelled test split"
+    print(line)
+
+
+if __name__ == "__main__":
+    main()
