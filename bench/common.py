@@ -9,7 +9,8 @@ from esci.io import write_csv
 from esci.log import setup
 from esci.members import load_member
 from esci.prepare import load_examples, prepare, task_rows
-from esci.tasks import task_metric
+from esci.submission import labelled_test
+from esci.tasks import HEADS, METRIC_NAME, task_metric
 from esci.train import train_fold
 
 DEFAULT_CONFIGS = ["configs/cpu.py", "configs/t2_a.py"]
@@ -55,3 +56,19 @@ def train_and_score(cfg) -> float:
     train, test = task_rows(load_examples(cfg), cfg.task)
     oof, _ = load_member(cfg, train, test)
     return scored(cfg.task, train, oof)
+
+
+def task_scores(cfg, examples) -> dict:
+    """(CV, test) of a finished experiment on every task its head serves; test NaN where the split has no labels."""
+    out = {}
+    for t in HEADS[cfg.head].serves:
+        train, test = task_rows(examples, t)
+        oof, pred = load_member(cfg, train, test)
+        out[t] = scored(t, train, oof), scored(t, labelled_test(cfg, test), pred)
+    return out
+
+
+def score_columns(cfg, examples) -> dict:
+    """{"task<k>_<metric>": CV, "task<k>_test": test} of a finished experiment, for a table's row."""
+    return {col: v for t, (cv, test) in task_scores(cfg, examples).items()
+            for col, v in ((f"task{t}_{METRIC_NAME[t]}", cv), (f"task{t}_test", test))}

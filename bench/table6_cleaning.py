@@ -14,22 +14,11 @@ import sys
 
 import pandas as pd
 
-from common import bench_config, scored, train_and_score, write_table
+from common import bench_config, task_scores, train_and_score, write_table
 from esci.cleaning import clean
 from esci.members import load_member
-from esci.prepare import experiment_rows, load_examples, task_rows
-from esci.submission import labelled_test
-from esci.tasks import HEADS, METRIC_NAME
-
-
-def task_scores(cfg, examples) -> dict:
-    """(CV, test) of a finished experiment on every task its head serves; test NaN where the split has no labels."""
-    out = {}
-    for t in HEADS[cfg.head].serves:
-        train, test = task_rows(examples, t)
-        oof, pred = load_member(cfg, train, test)
-        out[t] = scored(t, train, oof), scored(t, labelled_test(cfg, test), pred)
-    return out
+from esci.prepare import experiment_rows, load_examples
+from esci.tasks import METRIC_NAME
 
 
 def main(argv):

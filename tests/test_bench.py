@@ -25,6 +25,8 @@ def test_table5_trick_ladder(tmp_path):
     assert table.rung.tolist() == ["base", "+ema", "+fgm", "+rdrop", "+mixup"] and "+mixup" in out
     assert table.mixup.tolist() == [False] * 4 + [True] and table.ema.tolist() == [False] + [True] * 4
     assert table.micro_f1.between(0.3, 1).all()
+    assert table[["task1_ndcg", "task1_test", "task2_test", "task3_micro_f1", "task3_test"]].stack().between(0.2, 1).all()
+    assert (table.task2_micro_f1 == table.micro_f1).all()
     for rung in ("base", "mixup"):  # every rung trained all folds
         assert len(list((tmp_path / f"cpu/tiny/t2_a_tricks_{rung}").glob("fold*/metrics.json"))) == 2
 
@@ -36,6 +38,7 @@ def test_table3_pretrain_ladder(tmp_path):
     assert table.mlm_loss.isna().tolist() == [True] + [False] * 4
     assert (table.mlm_loss[1:] < table.mlm_loss_start[1:]).all()
     assert table.p2q_acc.isna().tolist() == [True, True, False, False, False]
+    assert table.task1_test.between(0.5, 1).all() and table.pt_steps.isna().tolist() == [True] + [False] * 4
     rows = pd.read_json(tmp_path / "cpu/tiny/table3_pt_contrastive/metrics.json", typ="series")["rows"]
     assert set(rows) == {"mlm", "p2q", "attr", "simcse"}
 

@@ -258,7 +258,7 @@ def pretrain(cfg) -> dict:
                                [:len(vocabs[name])]} for name in ("brand", "color")}, tmp)
         history = progress["history"]
         metrics = {"name": cfg.name, "start": history[0], "best": history[progress.get("best_at", -1)],
-                   "history": history, "steps": progress["step"],
+                   "history": history, "steps": progress["step"], "train_s": round(progress["seconds"], 1),
                    "rows": {t: [len(fit[t]), len(held[t])] for t in fit}}
         if torch.cuda.is_available():
             metrics["peak_gpu_mem_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
