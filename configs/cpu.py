@@ -3,13 +3,12 @@
 # experiments (t2_a, t2_b): the first driver takes about 12 minutes on 2 fp32 cores, the others half a minute.
 # 3 epochs (base) because 2 left MiniLM short (fold 0 of t2_a: micro-F1 0.627 vs 0.687 at 3 epochs, max_len 32);
 # 2 folds and 32 tokens keep the CPU budget (3 folds and 64 tokens took 53 minutes for run_task1.sh here) at the
-# same test figures (bench/RESULTS.md, "Members of the drivers and the sample profile's budget"). On real titles
-# use 64 tokens where time allows: OVERRIDES="max_len=64" (15% of the dev set's query + title pairs exceed 32
-# tokens; 64 take about 1.8x the time).
+# same test figures (bench/RESULTS.md, the drivers' choices). On real titles use 64 tokens where time allows:
+# OVERRIDES="max_len=64" (15% of real query + title pairs exceed 32 tokens; 64 take about 1.8x the time).
 # Real data on this profile trains on its first 4,500 training queries for one epoch (at most 15,000 training
-# examples per fold-training; the sample, 205 queries, keeps its 3 epochs): on the real dev set that beat 1,500
-# queries x 3 epochs at the same time on every task's test split (bench/RESULTS.md, "The sample profile on real
-# data") and keeps run_task1.sh there within an hour on 2 cores. A warning says how many queries were left out;
+# examples per fold-training; the sample, 205 queries, keeps its 3 epochs): on real product-search judgements that
+# beat 1,500 queries x 3 epochs at the same time on every task's test split (bench/RESULTS.md, the drivers' choices)
+# and keeps run_task1.sh there within an hour on 2 cores. A warning says how many queries were left out;
 # OVERRIDES="max_train_queries=0" trains on all.
 cfg = dict(
     profile="cpu",
@@ -26,7 +25,7 @@ cfg = dict(
                              # on one fold; bench/RESULTS.md), and 524288 dense rows cost a CPU 1.45x the step time
     use_ids=False,           # brand/color/locale ID embeddings cost the sample 0.024 / 0.030 / 0.043 of task 1-3 CV
                              # (t2_a, 2 folds) and moved the dev set (no brands or colors) by 0.002 at most
-                             # (bench/RESULTS.md, "Member choices on both data sets"); the base keeps the paper's IDs
+                             # (bench/RESULTS.md, the drivers' choices); the base keeps the paper's IDs
     id_min_count=1,
     pad_multiple=8,
     save_every=100,

@@ -71,7 +71,7 @@ def test_a_training_budget_keeps_every_test_row_and_says_what_it_left_out(tmp_pa
     prepare(cfg)
     full = load_examples(cfg.replace(max_train_queries=0))
     train = full[full.split.eq("train")]
-    assert cfg.max_train_queries >= train.query_id.nunique()   # the sample profile's budget keeps the whole sample
+    assert cfg.max_train_queries >= train.query_id.nunique()   # the CPU profile's budget keeps the whole sample
     with caplog.at_level("WARNING", logger="esci"):
         assert load_examples(cfg).equals(full) and "max_train_queries" not in caplog.text
         cut = load_examples(cfg.replace(max_train_queries=50))

@@ -89,6 +89,23 @@ def test_lexical_features_on_hand_made_text():
     assert f["q_words"].tolist() == [2.0, 2.0, 1.0, 1.0, 0.0] and f["t_words"].tolist() == [4.0, 2.0, 4.0, 2.0, 2.0]
 
 
+def test_tfidf_in_place_equals_sklearns_transformer(monkeypatch):
+    """The in-place TF-IDF (chunks of rows, no stacked copy) is sklearn's TfidfTransformer(sublinear_tf=True)."""
+    import scipy.sparse as sp
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    from esci import lexical
+    monkeypatch.setattr(lexical, "ROWS", 3)  # several chunks, one with an empty text
+    queries = ["red shoes", "nike", "", "trail running shoes for men"]
+    titles = [f"red running shoes nike size {i}" for i in range(7)] + ["blue hat", "", "nike air max 90 black"]
+    for kw in (dict(analyzer="char_wb", ngram_range=(2, 4)), dict(analyzer="word", token_pattern=lexical.WORDS)):
+        q, p = lexical._tfidf(queries, titles, **kw)
+        vec = lexical._hashing(**kw)
+        ref = TfidfTransformer(sublinear_tf=True).fit(sp.vstack([vec.transform(queries), vec.transform(titles)]))
+        for got, texts in ((q, queries), (p, titles)):
+            np.testing.assert_allclose(got.toarray(), ref.transform(vec.transform(texts)).toarray(), atol=1e-6)
+
+
 def test_lexical_features_are_made_once_per_data_set(prepared):
     cfg, examples = prepared
     first = lexical_features(cfg)

@@ -4,10 +4,12 @@ In: only the finished outputs under output/<profile>/ (prepared tables, experime
 oof.parquet, cv.csv and blend.json). Out: tidy frames: OOF rows joined with their labels and text, confusion
 matrices, per-locale metrics, per-query nDCG, reliability bins with the expected calibration error, and the most
 confident errors; and the notebooks' plots (matplotlib, imported only when a plot is drawn).
+`python -m esci.explore` re-executes the three notebooks in place, so that they are committed with their figures.
 """
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -148,10 +150,12 @@ def per_query(task: int, df: pd.DataFrame, threshold: float = 0.5) -> pd.Series:
 
 def plot_weights(cv: pd.DataFrame) -> None:
     import matplotlib.pyplot as plt
-    members = cv[cv.member != "blend"]
+    members = cv[~cv.member.isin(["blend", "stack"])]
     _, ax = plt.subplots(figsize=(5, 2.5))
     ax.barh(members.member, members.weight)
-    ax.set_xlabel("blend weight")
+    ax.set_title("Blend weights, tuned on the OOF predictions")
+    ax.set_xlabel("weight in the blend (share, 0-1)")
+    ax.set_ylabel("member")
     ax.set_xlim(0, 1)
     plt.show()
 
@@ -163,9 +167,9 @@ def plot_curves(root: Path, members: list[str]) -> None:
     for ax, member in zip(axes[0], members):
         for fold, part in curves(root, member).groupby("fold"):
             ax.plot(part.step, part.loss, label=fold)
-        ax.set_title(member)
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
+        ax.set_title(f"{member}: training loss by fold")
+        ax.set_xlabel("optimizer step (count)")
+        ax.set_ylabel("loss (mean over the logged steps)")
     axes[0][0].legend()
     plt.tight_layout()
     plt.show()
@@ -175,8 +179,9 @@ def plot_hist(values: pd.Series, xlabel: str) -> None:
     import matplotlib.pyplot as plt
     _, ax = plt.subplots(figsize=(5, 3))
     ax.hist(values, bins=20)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("queries")
+    ax.set_title(f"Over the training queries: {xlabel}")
+    ax.set_xlabel(f"{xlabel} (0-1)")
+    ax.set_ylabel("queries (count)")
     plt.show()
 
 
@@ -187,8 +192,9 @@ def plot_confusion(cm: pd.DataFrame) -> None:
     ax.imshow(cm.div(cm.sum(axis=1).clip(lower=1), axis=0), cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(cm.columns)), cm.columns)
     ax.set_yticks(range(len(cm.index)), cm.index)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("given")
+    ax.set_title("Confusion (counts; colour: share of the row)")
+    ax.set_xlabel("predicted label")
+    ax.set_ylabel("given label")
     for (i, j), v in np.ndenumerate(cm.to_numpy()):
         ax.text(j, i, v, ha="center", va="center")
     plt.show()
@@ -199,7 +205,54 @@ def plot_reliability(bins: pd.DataFrame, ece: float) -> None:
     _, ax = plt.subplots(figsize=(4, 4))
     ax.plot([0, 1], [0, 1], ls="--", c="grey")
     ax.plot(bins.confidence, bins.accuracy, marker="o")
-    ax.set_xlabel("confidence")
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"ECE {ece:.3f}")
+    ax.set_title(f"Reliability of the predicted label (ECE {ece:.3f})")
+    ax.set_xlabel("confidence (probability, mean of the bin)")
+    ax.set_ylabel("accuracy (share right in the bin)")
     plt.show()
+
+
+NOTEBOOKS = [ROOT / "notebooks" / f"task{t}_oof_explorer.ipynb" for t in (1, 2, 3)]
+
+
+def execute_notebooks(paths: list[Path] = tuple(NOTEBOOKS), output_dir: str | None = None, profile: str = "cpu",
+                      write: bool = False) -> list:
+    """Run every cell of each notebook (an error in any cell raises) on the outputs under output_dir (the kernel
+    reads OUTPUT_DIR and PROFILE); write=True saves each with its outputs in place. Returns the executed notebooks."""
+    import nbformat
+    from nbclient import NotebookClient
+    done = []
+    saved = {k: os.environ.get(k) for k in ("OUTPUT_DIR", "PROFILE")}
+    os.environ.update({"PROFILE": profile, **({"OUTPUT_DIR": str(output_dir)} if output_dir else {})})
+    try:
+        for path in paths:
+            nb = nbformat.read(path, as_version=4)
+            NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+            if write:
+                nbformat.write(nb, path)
+            done.append(nb)
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    return done
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    ap = argparse.ArgumentParser(description="Re-execute the OOF explorer notebooks in place (with their outputs and "
+                                             "figures) on a run's outputs, after bash run_task2.sh, run_task3.sh "
+                                             "and run_task1.sh.")
+    ap.add_argument("--output-dir", help="the drivers' OUTPUT_DIR (default $OUTPUT_DIR or output/)")
+    ap.add_argument("--profile", default="cpu", help="the drivers' PROFILE (default cpu)")
+    ap.add_argument("notebooks", nargs="*", type=Path, default=NOTEBOOKS, help="default: the three task explorers")
+    a = ap.parse_args(argv)
+    try:
+        for path, nb in zip(a.notebooks, execute_notebooks(a.notebooks, a.output_dir, a.profile, write=True)):
+            images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+            print(f"{path}: executed, {images} figures")
+    except EsciError as e:
+        print(f"explore: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+from sklearn.feature_extraction.text import HashingVectorizer
 from tqdm.auto import tqdm
 
 from .features import _key, _strings, join_fields, product_chunks
@@ -32,7 +32,7 @@ from .provenance import data_identity
 
 log = logging.getLogger("esci")
 
-VERSION = 1
+VERSION = 2  # bump when the features of the same data change
 FEATURES = ["tfidf_char", "tfidf_word", "bm25", "overlap", "brand_in_query", "q_chars", "q_words", "t_chars",
             "t_words", "no_desc", "no_bullets", "no_brand", "no_color"]
 ROWS = 100_000  # judgements per row-wise product
@@ -45,11 +45,25 @@ def _hashing(**kw) -> HashingVectorizer:
 
 
 def _tfidf(queries: list[str], products: list[str], **kw) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """L2-normalized TF-IDF rows of queries and products, idf over both."""
+    """L2-normalized TF-IDF rows of queries and products, idf over both: sklearn's TfidfTransformer(sublinear_tf=True)
+    (smooth idf), computed in place in chunks of rows: the release's catalog has billions of char n-grams, and a
+    stacked or transformed copy of them would double or triple the memory."""
     vec = _hashing(**kw)
     q, p = vec.transform(queries), vec.transform(products)
-    tfidf = TfidfTransformer(sublinear_tf=True).fit(sp.vstack([q, p]))
-    return tfidf.transform(q).astype(np.float32), tfidf.transform(p).astype(np.float32)
+    df = np.bincount(q.indices, minlength=q.shape[1]) + np.bincount(p.indices, minlength=p.shape[1])
+    idf = (np.log((1 + q.shape[0] + p.shape[0]) / (1 + df)) + 1).astype(np.float32)
+    for m in (q, p):
+        for s in range(0, m.shape[0], ROWS):
+            e = min(s + ROWS, m.shape[0])
+            a, b = m.indptr[s], m.indptr[e]
+            d = m.data[a:b]
+            np.log(d, out=d)
+            d += 1
+            d *= idf[m.indices[a:b]]
+            row = np.repeat(np.arange(e - s), np.diff(m.indptr[s:e + 1]))
+            norm = np.sqrt(np.bincount(row, weights=np.square(d, dtype=np.float64), minlength=e - s))
+            d /= np.maximum(norm, 1e-12).astype(np.float32)[row]
+    return q, p
 
 
 def _bm25(counts: sp.csr_matrix, k1: float = 1.2, b: float = 0.75) -> sp.csr_matrix:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import resource
 from dataclasses import dataclass
 
 import numpy as np
@@ -188,8 +189,9 @@ def pretrain(cfg) -> dict:
                         f"pt_brand, pt_color, pt_simcse")
     tokenizer = load_tokenizer(cfg.model_dir)
     fit, held, vocabs = corpora(cfg, tokenizer)
-    log.info("pre-training rows (fit / held out): %s; %d brands, %d colors",
-             {t: (len(fit[t]), len(held[t])) for t in fit}, len(vocabs["brand"]), len(vocabs["color"]))
+    log.info("pre-training rows (fit / held out): %s; %d brands, %d colors; peak memory so far %.2f GiB",
+             {t: (len(fit[t]), len(held[t])) for t in fit}, len(vocabs["brand"]), len(vocabs["color"]),
+             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20)
     model = PretrainModel(load_encoder(cfg.model_dir, len(tokenizer)), cfg, len(vocabs["brand"]),
                           len(vocabs["color"]))
     if cfg.compile:

@@ -27,8 +27,8 @@ from .tasks import HEADS, PROB_COLUMNS, targets
 
 log = logging.getLogger("esci")
 
-# small trees, slow learning: chosen by CV on the real dev set (bench/RESULTS.md, "Stacking"), where a stacker sees
-# about 9,000 rows; with millions of rows, larger trees (num_leaves 31) may pay. min_data_in_leaf, unless given,
+# small trees, slow learning: chosen by CV on real titles (bench/RESULTS.md, the drivers' choices), where a stacker
+# sees about 9,000 rows; with millions of rows, larger trees (num_leaves 31) may pay. min_data_in_leaf, unless given,
 # is a 30th of the rows a fold model is fit on, within [20, 200] (200 on the dev set; a few hundred rows need 20)
 DEFAULTS = dict(learning_rate=0.02, num_leaves=4, feature_fraction=0.8, bagging_fraction=0.8, bagging_freq=1,
                 lambda_l2=1.0, num_boost_round=300, verbose=-1)
