@@ -44,10 +44,13 @@ max_len=64 pt_max_len=64 ${OVERRIDES:-}" \
 total=$(( $(date +%s) - started ))
 # the stages (not the drivers' one-line config queries), named by their script and, for a fold, its fold
 grep -v "esci.config" "$OUT/stages.raw" | awk -F'\t' '{
-    n = split($3, a, " "); stage = ""; fold = ""
-    for (i = 1; i <= n; i++) { if (a[i] ~ /src\/0[0-9]_/) stage = a[i]; if (a[i] ~ /^fold=/) fold = " " a[i] }
-    sub(/.*src\//, "", stage); printf "%s\t%.2f\t%s%s\n", $1, $2 / 1048576, stage, fold }' > "$OUT/stages.tsv"
-printf '%-28s %10s %14s\n' stage wall_s peak_rss_gib
-awk -F'\t' '{ printf "%-28s %10.1f %14.2f\n", $3, $1, $2 }' "$OUT/stages.tsv"
+    n = split($3, a, " "); stage = ""; what = ""
+    for (i = 1; i <= n; i++) {
+      if (a[i] ~ /src\/0[0-9]_/) stage = a[i]
+      if (a[i] ~ /^configs\// && a[i] !~ /configs\/gpu.py/) { c = a[i]; sub(/.*\//, "", c); sub(/\.py$/, "", c); what = what " " c }
+      if (a[i] ~ /^fold=/) what = what " " a[i] }
+    sub(/.*src\//, "", stage); printf "%s\t%.2f\t%s%s\n", $1, $2 / 1048576, stage, what }' > "$OUT/stages.tsv"
+printf '%-36s %10s %14s\n' stage wall_s peak_rss_gib
+awk -F'\t' '{ printf "%-36s %10.1f %14.2f\n", $3, $1, $2 }' "$OUT/stages.tsv"
 awk -F'\t' -v total="$total" '{ if ($2 > max) { max = $2; at = $3 } }
   END { printf "total %d s (%.1f min); largest peak RSS %.2f GiB (%s)\n", total, total / 60, max, at }' "$OUT/stages.tsv"

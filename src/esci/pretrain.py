@@ -43,7 +43,7 @@ from .provenance import begin, data_identity, fingerprint, record
 log = logging.getLogger("esci")
 
 LOSSES = ("mlm", "p2q", "brand", "color", "simcse")  # the keys of pt_weights
-CORPORA_VERSION = 2  # bump when what the corpora hold for the same inputs changes: it is part of a run's fingerprint
+CORPORA_VERSION = 3  # bump when what the corpora hold for the same inputs changes: it is part of a run's fingerprint
 
 
 @dataclass
