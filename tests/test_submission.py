@@ -106,7 +106,7 @@ def test_only_the_scoring_stage_reads_the_test_labels():
     assert naming == ["src/01_prepare.py", "src/07_score.py", "src/esci/prepare.py", "src/esci/submission.py"]
     readers = sorted(str(p.relative_to(root)) for p in [*root.glob("src/**/*.py"), *root.glob("bench/*.py")]
                      if "labelled_test" in p.read_text())
-    assert readers == ["bench/baselines.py", "bench/table6_cleaning.py", "src/07_score.py", "src/esci/submission.py"]
+    assert readers == ["bench/baselines.py", "bench/common.py", "src/07_score.py", "src/esci/submission.py"]
     prepare = (root / "src/esci/prepare.py").read_text()
     written = 'write_parquet(labels.reset_index(drop=True), out / "test_labels.parquet")'
     assert prepare.count("test_labels") == 3 and written in prepare  # the docstring, the write, the count

@@ -316,3 +316,10 @@ def test_a_tracker_that_is_not_installed_is_one_line(tmp_path, monkeypatch):
         make_accelerator(tiny_cfg(tmp_path, "tracker=tensorboard"))
     with pytest.raises(EsciError, match="tracker='tb' is not one of"):
         make_accelerator(tiny_cfg(tmp_path, "tracker=tb"))
+
+
+def test_one_process_makes_accelerators_of_different_precisions():
+    """A notebook or test session trains at fp32 after bf16: each accelerator gets the precision it was asked for."""
+    first = make_accelerator(load_config(overrides=["precision=bf16"])).mixed_precision
+    second = make_accelerator(load_config(overrides=["precision=fp32"])).mixed_precision
+    assert (first, second) == ("bf16", "no")

@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedDataParallelKwargs, gather_object
 from tqdm.auto import tqdm
 
@@ -86,6 +87,8 @@ def make_accelerator(cfg, find_unused: bool = False, out: Path | None = None) ->
         if importlib.util.find_spec(package) is None:
             raise EsciError(f"tracker={cfg.tracker} needs the package {package}, which is not installed; fix: "
                             f"pip install {package}, or tracker= (train_log.jsonl only)")
+    # one process may train twice at different precisions (notebooks, tests): the state of the last run is dropped
+    AcceleratorState._reset_state()
     accelerator = Accelerator(mixed_precision=precision(cfg), cpu=not torch.cuda.is_available(),
                               kwargs_handlers=handlers, log_with=cfg.tracker or None,
                               project_dir=str(out) if out is not None else None)
