@@ -17,6 +17,7 @@ case "${1:-}" in
   -h|--help) sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
   "") sed -n '/^# Usage/,/^# Prints/p' "$0" >&2; exit 2 ;;
 esac
+[ -x /usr/bin/time ] || { echo "release_driver: needs GNU time at /usr/bin/time to time each stage; fix: install it (apt-get install time)" >&2; exit 2; }
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$1"
 OUT=$(cd "$1" && pwd)

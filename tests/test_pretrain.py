@@ -231,12 +231,15 @@ def test_pretrain_lowers_mlm_loss_resumes_and_seeds_fine_tuning(tmp_path):
         assert torch.equal(model.brand.weight[brands[v]].detach(), saved["weight"][saved["vocab"][v]])
 
 
-def test_pretraining_keys_are_its_own_and_weights_named(tmp_path, sample_dir):
+def test_pretraining_keys_are_its_own_and_weights_named(tmp_path, sample_dir, monkeypatch):
     cfg = catalog_cfg(tmp_path, sample_dir)
     fp = pretrain_fingerprint(cfg)
     assert pretrain_fingerprint(cfg.replace(head_lr=0.5, ema=not cfg.ema, max_len=32, grad_accum=4, lr=0.5)) == fp
     for key, value in (("pt_head_lr", 0.5), ("pt_ema", not cfg.pt_ema), ("pt_max_len", 32), ("pt_grad_accum", 4),
                        ("pt_weights", {"p2q": 2.0})):
         assert pretrain_fingerprint(cfg.replace(**{key: value})) != fp, key
+    monkeypatch.setattr("esci.pretrain.CORPORA_VERSION", -1)  # corpora that hold something else: another run
+    assert pretrain_fingerprint(cfg) != fp
+    monkeypatch.undo()
     with pytest.raises(EsciError, match="pt_weights=.*unknown: \\['brnd'\\]"):
         pretrain_fingerprint(cfg.replace(pt_weights={"mlm": 1.0, "brnd": 2.0}))

@@ -49,6 +49,7 @@ from .prepare import check_prepared, load_products
 
 log = logging.getLogger("esci")
 
+VERSION = 3  # bump when what the corpora hold for the same inputs changes: in the store's key and a run's fingerprint
 TASKS = ("mlm", "p2q", "attr", "simcse")
 PIECES = ("title", "brand", "color", "tail")   # tail: `bullets | description`
 # a piece is cut to this many characters per token of pt_max_len before tokenizing: 5 lost no token a row could hold
@@ -222,7 +223,7 @@ def corpus_store(cfg, tokenizer) -> CorpusStore:
     fields = ["product_locale", "title", "brand", "color", "bullets", "description"]
     fp = tokenizer_fingerprint(cfg.model_dir, tokenizer)
     folder, built = made_once(cfg, "pt", [[summary["hashes"][f] for f in fields], fp, cfg.pt_max_len,
-                                          cfg.pt_span_mean, cfg.seed, CHARS_PER_TOKEN],
+                                          cfg.pt_span_mean, cfg.seed, CHARS_PER_TOKEN, VERSION],
                               lambda tmp: {**_build(cfg, tokenizer, summary["products"], tmp), "tokenizer": fp})
     store = CorpusStore.open(folder)
     if built:

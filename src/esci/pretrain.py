@@ -3,7 +3,8 @@
 In: a config (the pt_* keys of configs/base.py) and the prepared catalog (output/<profile>/data/products.parquet).
 The corpora are data (esci.corpora): the catalog tokenized once per (catalog, tokenizer, pt_max_len, seed) into flat
 arrays that every run and rank reads memory-mapped; a `pt_holdout` share of the products is held out for evaluation:
-  mlm     product text `locale | title | brand | color | bullets | description` cut into blocks of pt_max_len;
+  mlm     product text `locale | title | brand | color | bullets | description`, each product's cut to pt_max_len
+          tokens (as every task reads it), joined per locale and cut into blocks of pt_max_len;
           15% of tokens masked (80% [MASK], 10% random, 10% kept)
   p2q     Product2Query: a fake query of 1-2 character spans of title+brand+color (span length from a truncated
           Poisson, mean per locale) paired with its product (label 1), and the locale's fake queries permuted so
@@ -33,7 +34,7 @@ from torch import nn
 from transformers import get_cosine_schedule_with_warmup
 
 from . import EsciError
-from .corpora import IGNORE, corpora
+from .corpora import IGNORE, VERSION as CORPORA_VERSION, corpora
 from .io import atomic_path, read_json, write_json
 from .loop import EMA, Loop, adamw, batch_order, make_accelerator, seed_all, shard
 from .model import load_encoder, load_tokenizer
@@ -43,7 +44,6 @@ from .provenance import begin, data_identity, fingerprint, record
 log = logging.getLogger("esci")
 
 LOSSES = ("mlm", "p2q", "brand", "color", "simcse")  # the keys of pt_weights
-CORPORA_VERSION = 3  # bump when what the corpora hold for the same inputs changes: it is part of a run's fingerprint
 
 
 @dataclass
