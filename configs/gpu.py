@@ -18,7 +18,7 @@ cfg = dict(
     evals_per_epoch=2,
     init_from="pt",          # every experiment starts from the multi-task pre-training run (configs/pt.py)
     pt_epochs=2,             # the paper's 10 passes over the release's 1.8M products cost about 110 GPU-hours on a
-                             # plain loop (19 optimized), twice fine-tuning's; 2 cost 22 (3.9), and on real titles one
-                             # pass moved no task beyond seed noise (README "Compute plan"; bench/RESULTS.md, Table 3)
+                             # plain loop (19 optimized), twice fine-tuning's; 2 cost 22 (3.9); on real titles one pass
+                             # gave the whole gain measured (README "Compute plan"; bench/RESULTS.md, Table 3)
     pt_lr=2e-5,
 )
