@@ -1,9 +1,9 @@
 """Task metrics: nDCG for ranking (task 1) and micro-F1 for classification (tasks 2 and 3).
 
-nDCG follows design.md: gains E 1.0, S 0.1, C 0.01, I 0, log2 discount, every labelled item of the query (no
-cutoff), per query then mean. Tied scores get the expected DCG over their orderings (as sklearn's ndcg_score),
-so a model cannot gain from the order rows happen to be in. A query whose items all have gain 0 scores 0 (as
-sklearn and trec_eval). `official=True` swaps the S and C gains as the official trec_eval recipe did.
+nDCG as the competition defined it: gains E 1.0, S 0.1, C 0.01, I 0, log2 discount, every labelled item of the query
+(no cutoff), per query then mean. Tied scores get the expected DCG over their orderings (as sklearn's ndcg_score), so
+a model cannot gain from the order rows happen to be in. A query whose items all have gain 0 scores 0 (as sklearn and
+trec_eval). `official=True` swaps the S and C gains as the official trec_eval recipe did.
 """
 from __future__ import annotations
 
