@@ -112,6 +112,31 @@ def test_rows_equal_the_tokenizers_encoding(tmp_path, sample_dir, tokenizer, max
         assert store.meta["rows_capped"] > 0  # the cap at pt_max_len was exercised
 
 
+def byte_level_bpe(texts: list[str]):
+    """A RoBERTa-style tokenizer (byte-level BPE: a word carries the space before it) trained on `texts`."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+    special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=600, special_tokens=special,
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", cls_token="<s>",
+                                   sep_token="</s>", pad_token="<pad>", unk_token="<unk>", mask_token="<mask>")
+
+
+def test_pieces_are_checked_against_the_tokenizers_own_encoding(tmp_path, sample_dir, tokenizer, caplog):
+    """Pieces tokenized one by one give WordPiece's own ids (no warning); byte-level BPE marks a word by the space
+    before it, which a piece's first word lacks: the build says so."""
+    cfg = catalog_cfg(tmp_path / "wordpiece", sample_dir, "pt_max_len=512")
+    corpus_store(cfg, tokenizer)
+    assert "differ from the tokenizer's encoding" not in caplog.text
+    store = corpus_store(catalog_cfg(tmp_path / "bpe", sample_dir, "pt_max_len=512"),
+                         byte_level_bpe(catalog_text(cfg)))
+    assert "differ from the tokenizer's encoding" in caplog.text and len(store) == len(load_products(cfg))
+
+
 def test_p2q_negatives_never_meet_their_own_product(tmp_path, sample_dir, tokenizer):
     cfg = catalog_cfg(tmp_path, sample_dir, "pt_max_products=0")
     fit, held, _ = corpora(cfg, tokenizer)

@@ -8,8 +8,9 @@ code version):
                          skipped) as token ids without special tokens, at most pt_max_len - 2 of them. The catalog
                          is read in chunks; each piece (locale, title, brand, color, `bullets | description`) is
                          cut to CHARS_PER_TOKEN * pt_max_len characters, tokenized once per distinct value in large
-                         batches, and the pieces are joined with array operations (tokenizing the joined text gives
-                         the same ids: the tokenizers split at spaces and punctuation)
+                         batches, and the pieces are joined with array operations (the same ids as tokenizing the
+                         joined text where the tokenizer splits words at spaces and punctuation, as WordPiece and
+                         SentencePiece do; the first rows are compared, and a warning says where they differ)
   hole.npy               (products, 2): start and length of ` | brand | color` inside that row
   query_tokens/offsets   each product's fake query, tokenized: 1-2 character spans of `title brand color`, each of
                          truncated-Poisson length (mean per locale, pt_span_mean), drawn with numpy over the chunk's
@@ -122,6 +123,18 @@ def _distinct_tokens(tokenizer, text: pa.Array, cap: int):
     return flat, off[idx], n[idx], unknown[idx]
 
 
+def pieces_differ(tokenizer, text: pa.Array, rows: np.ndarray, lens: np.ndarray, whole: np.ndarray,
+                  n: int = 200) -> float:
+    """The share of the first n `whole` rows (flat ids, count per row) that differ from the tokenizer's encoding of
+    their joined text: 0 where tokenizing piece by piece gives the tokenizer's own ids."""
+    idx = np.flatnonzero(whole)[:n]
+    if not len(idx):
+        return 0.0
+    off = np.cumsum(lens) - lens
+    want = tokenizer(text.take(idx).to_pylist(), add_special_tokens=False)["input_ids"]
+    return float(np.mean([rows[off[r]:off[r] + lens[r]].tolist() != w for r, w in zip(idx, want)]))
+
+
 def _build(cfg, tokenizer, products: int, tmp: Path) -> dict:
     single, _ = pair_template(tokenizer, pair=False)
     budget = cfg.pt_max_len - (len(single) - 1)
@@ -133,7 +146,7 @@ def _build(cfg, tokenizer, products: int, tmp: Path) -> dict:
     text = FlatWriter(tmp, "text", "tokens", np.int32)
     query = FlatWriter(tmp, "query", "tokens", np.int32)
     query_text = FlatWriter(tmp, "query_text", "bytes", np.uint8)
-    holes, locales, capped, short = [], [], 0, 0
+    holes, locales, capped, short, differ = [], [], 0, 0, 0.0
     with tqdm(total=products, desc="pre-training corpora", unit="products", mininterval=2) as bar:
         for i, chunk in enumerate(product_chunks(cfg, ["product_locale", "title", "brand", "color", "bullets",
                                                       "description"])):
@@ -158,7 +171,11 @@ def _build(cfg, tokenizer, products: int, tmp: Path) -> dict:
             kept = np.clip(budget - (np.cumsum(lens, axis=1) - lens), 0, lens)
             capped += int((kept.sum(1) < lens.sum(1)).sum())
             short += int((cut & (kept.sum(1) < budget)).sum())  # cut text, yet the row had room for more
-            text.add(segments(np.concatenate(sources), starts.ravel(), kept.ravel()), kept.sum(1))
+            rows = segments(np.concatenate(sources), starts.ravel(), kept.ravel())
+            text.add(rows, kept.sum(1))
+            if i == 0:
+                whole = ~cut & (kept.sum(1) == lens.sum(1))  # rows that hold their whole text
+                differ = pieces_differ(tokenizer, join_fields(pieces, list(pieces), " | "), rows, kept.sum(1), whole)
             # pieces: locale, sep, title, sep, brand, sep, color, sep, tail
             holes.append(np.stack([kept[:, :3].sum(1), kept[:, 3:7].sum(1)], axis=1).astype(np.int32))
             locales.append(pc.index_in(loc, pa.array(list(LOCALE_IDS))).fill_null(-1).to_numpy() + 1)
@@ -175,6 +192,11 @@ def _build(cfg, tokenizer, products: int, tmp: Path) -> dict:
     _save(tmp, "hole", np.concatenate(holes) if holes else np.zeros((0, 2), np.int32))
     _save(tmp, "locale", np.concatenate(locales).astype(np.int8) if locales else np.zeros(0, np.int8))
     pair, pair_types = pair_template(tokenizer)
+    if differ > 0.02:  # not one odd row (a field of spaces only): a tokenizer that differs on most
+        log.warning("pre-training corpora: %d%% of the first rows checked differ from the tokenizer's encoding of "
+                    "the same text (its pieces are tokenized one by one: a tokenizer that marks a word by the space "
+                    "before it, such as byte-level BPE, starts each piece without it); pre-training still runs, on "
+                    "those ids", round(100 * differ))
     return dict(pt_max_len=cfg.pt_max_len, chars_per_piece=chars, products=products, text_tokens=n_text,
                 query_tokens=n_query, rows_capped=capped, rows_cut_short=short, single=single, pair=pair, pair_types=pair_types,
                 pad_id=tokenizer.pad_token_id or 0, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id,
