@@ -199,7 +199,7 @@ _ASCII_CLEAN = [normalizers.Replace(Regex("[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7
 def _ascii_twin(backend):
     """A copy of a fast tokenizer's backend for ASCII text, or None. BertNormalizer (BERT, MiniLM, e5...) spends most
     of its time on Unicode passes (CJK spacing, NFD, accent stripping) that change no ASCII text: the twin's
-    normalizer keeps only what does (clean_text, lowercase), which gives the same ids in about 60% of the time."""
+    normalizer keeps only what does (clean_text, lowercase): the same ids in about 0.7 of the time."""
     norm = backend.normalizer
     if not isinstance(norm, normalizers.BertNormalizer):
         return None
