@@ -146,7 +146,7 @@ def _build(cfg, tokenizer, products: int, tmp: Path) -> dict:
     text = FlatWriter(tmp, "text", "tokens", np.int32)
     query = FlatWriter(tmp, "query", "tokens", np.int32)
     query_text = FlatWriter(tmp, "query_text", "bytes", np.uint8)
-    holes, locales, capped, short, differ = [], [], 0, 0, 0.0
+    holes, locales, capped, short = [], [], 0, 0
     with tqdm(total=products, desc="pre-training corpora", unit="products", mininterval=2) as bar:
         for i, chunk in enumerate(product_chunks(cfg, ["product_locale", "title", "brand", "color", "bullets",
                                                       "description"])):
@@ -176,6 +176,11 @@ def _build(cfg, tokenizer, products: int, tmp: Path) -> dict:
             if i == 0:
                 whole = ~cut & (kept.sum(1) == lens.sum(1))  # rows that hold their whole text
                 differ = pieces_differ(tokenizer, join_fields(pieces, list(pieces), " | "), rows, kept.sum(1), whole)
+                if differ > 0.02:  # more than an odd row (a field of spaces only): the tokenizer differs throughout
+                    log.warning("pre-training corpora: %d%% of the first rows checked differ from the tokenizer's "
+                                "encoding of the same text (its pieces are tokenized one by one: a tokenizer that "
+                                "marks a word by the space before it, such as byte-level BPE, starts each piece "
+                                "without it); pre-training still runs, on those ids", round(100 * differ))
             # pieces: locale, sep, title, sep, brand, sep, color, sep, tail
             holes.append(np.stack([kept[:, :3].sum(1), kept[:, 3:7].sum(1)], axis=1).astype(np.int32))
             locales.append(pc.index_in(loc, pa.array(list(LOCALE_IDS))).fill_null(-1).to_numpy() + 1)
@@ -192,11 +197,6 @@ def _build(cfg, tokenizer, products: int, tmp: Path) -> dict:
     _save(tmp, "hole", np.concatenate(holes) if holes else np.zeros((0, 2), np.int32))
     _save(tmp, "locale", np.concatenate(locales).astype(np.int8) if locales else np.zeros(0, np.int8))
     pair, pair_types = pair_template(tokenizer)
-    if differ > 0.02:  # not one odd row (a field of spaces only): a tokenizer that differs on most
-        log.warning("pre-training corpora: %d%% of the first rows checked differ from the tokenizer's encoding of "
-                    "the same text (its pieces are tokenized one by one: a tokenizer that marks a word by the space "
-                    "before it, such as byte-level BPE, starts each piece without it); pre-training still runs, on "
-                    "those ids", round(100 * differ))
     return dict(pt_max_len=cfg.pt_max_len, chars_per_piece=chars, products=products, text_tokens=n_text,
                 query_tokens=n_query, rows_capped=capped, rows_cut_short=short, single=single, pair=pair, pair_types=pair_types,
                 pad_id=tokenizer.pad_token_id or 0, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id,

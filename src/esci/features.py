@@ -209,11 +209,14 @@ def _ascii_twin(backend):
     return twin
 
 
-def _ids(encodings) -> tuple[np.ndarray, np.ndarray]:
-    """(flat int32 ids, count per text) of a list of token id lists or of backend Encodings."""
-    ids = [e.ids for e in encodings] if encodings and not isinstance(encodings[0], list) else encodings
+def _ids(ids: list) -> tuple[np.ndarray, np.ndarray]:
+    """(flat int32 ids, count per text) of a list of token id lists."""
     n = np.fromiter(map(len, ids), np.int64, len(ids))
     return np.fromiter(itertools.chain.from_iterable(ids), np.int32, int(n.sum())), n
+
+
+def _fast_ids(backend, texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    return _ids([e.ids for e in backend.encode_batch_fast(texts.to_pylist(), add_special_tokens=False)])
 
 
 @contextlib.contextmanager
@@ -238,22 +241,20 @@ def _encoder(tokenizer, cap: int):
     def encode(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         nonlocal twin, checked
         if twin is None:
-            return _ids(backend.encode_batch_fast(texts.to_pylist(), add_special_tokens=False))
+            return _fast_ids(backend, texts)
         ascii_ = pc.fill_null(pc.equal(pc.utf8_length(texts), pc.binary_length(texts)), True) \
             .to_numpy(zero_copy_only=False)
         rows = [np.flatnonzero(ascii_), np.flatnonzero(~ascii_)]
         if not checked and len(rows[0]):
-            probe = texts.take(rows[0][:256]).to_pylist()
+            probe = texts.take(rows[0][:256])
             checked = True
-            if _ids(twin.encode_batch_fast(probe, add_special_tokens=False))[0].tolist() != \
-                    _ids(backend.encode_batch_fast(probe, add_special_tokens=False))[0].tolist():
+            if not all(map(np.array_equal, _fast_ids(twin, probe), _fast_ids(backend, probe))):
                 log.warning("the tokenizer's ASCII shortcut gives other ids than the tokenizer; tokenizing without it")
                 twin = None
                 return encode(texts)
-        parts = [_ids(t.encode_batch_fast(texts.take(r).to_pylist(), add_special_tokens=False))
-                 for t, r in zip((twin, backend), rows) if len(r)]
-        if len(parts) == 1:
-            return parts[0]
+        if not len(rows[1]):
+            return _fast_ids(twin, texts)
+        parts = [_fast_ids(t, texts.take(r)) for t, r in zip((twin, backend), rows) if len(r)]
         flat, n = np.concatenate([f for f, _ in parts]), np.concatenate([m for _, m in parts])
         back = np.argsort(np.concatenate(rows), kind="stable")  # texts in their own order again
         return segments(flat, (np.cumsum(n) - n)[back], n[back]), n[back]
