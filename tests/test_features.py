@@ -2,8 +2,6 @@
 every gram of the text, stores are made once per key and reused memory-mapped, and the key follows the content."""
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-from tokenizers import normalizers
 import pytest
 
 from esci import features
@@ -118,36 +116,6 @@ def test_unit_store_key_covers_the_training_split(tmp_path, raw):
         pr.to_parquet(data / PRODUCTS, index=False)
         folders.append(unit_store(prepared(tmp_path / name, data)).folder.name)
     assert folders[0] != folders[1]
-
-
-@pytest.mark.parametrize("twin", ["bert", "wrong"])
-def test_tokenize_equals_the_tokenizer_on_ascii_and_other_text(tokenizer, monkeypatch, caplog, twin):
-    """ASCII texts go through a twin of the backend without BertNormalizer's Unicode passes: the ids must be the
-    tokenizer's own, in the texts' order, also with control characters, case and non-ASCII texts among them; a twin
-    that disagrees with the backend (here: one that does not lowercase) is noticed and left out."""
-    rng = np.random.default_rng(0)
-    ascii_ = list("abcXYZ 09-|.,;'<>") + ["\t", "\n", "\r", "\x00", "\x01", "\x0b", "\x0c", "\x1f", "\x7f"]
-    other = ["é", "日本", "🙂", "\u00a0", "\u3000", "ﬁ", "ß", "İ", "Ｈ"]
-    texts = ["".join(rng.choice(ascii_, rng.integers(0, 60))) for _ in range(900)]
-    texts[::7] = ["".join(rng.choice(ascii_ + other, rng.integers(1, 60))) for _ in texts[::7]]
-    texts += ["Hello\tWORLD\x01x", "", "Straße", "CAFÉ crème"]
-    real = features._ascii_twin
-
-    def make_twin(backend):
-        t = real(backend)
-        assert t is not None  # BertNormalizer: the shortcut applies
-        if twin == "wrong":
-            t.normalizer = normalizers.Sequence([])
-        return t
-    monkeypatch.setattr(features, "_ascii_twin", make_twin)
-    monkeypatch.setattr(features, "CHUNK", 256)  # several calls, with and without non-ASCII texts
-    out, before = features.ArrayWriter(np.int32), tokenizer.backend_tokenizer.truncation
-    n, _ = features._tokenize(tokenizer, pa.array(texts, pa.large_string()), 40, out)
-    assert tokenizer.backend_tokenizer.truncation == before  # the backend's settings restored
-    flat, off = out.finish()
-    want = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=40)["input_ids"]
-    assert [flat[off[i]:off[i + 1]].tolist() for i in range(len(texts))] == want and (n == np.diff(off)).all()
-    assert ("ASCII shortcut" in caplog.text) == (twin == "wrong")
 
 
 def test_join_fields_keeps_rows_with_every_field_empty():
