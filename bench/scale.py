@@ -46,7 +46,7 @@ from esci.data import TEXT_FIELDS, has_esci_files
 from esci.features import features_for, token_store, unit_store
 from esci.io import write_parquet
 from esci.log import setup
-from esci.model import load_tokenizer
+from esci.encoder import load_tokenizer
 from esci.prepare import experiment_rows, load_examples, prepare, task_rows, with_text
 from esci.provenance import fold_fingerprint, record
 from esci.sample import write_sample

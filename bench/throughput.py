@@ -29,7 +29,8 @@ from transformers import XLMRobertaConfig, XLMRobertaModel, get_cosine_schedule_
 from esci.config import load_config
 from esci.loop import EMA, Loop, adamw, batch_order, make_accelerator, precision
 from esci.features import Features, TokenStore
-from esci.model import CrossEncoder, load_encoder
+from esci.encoder import load_encoder
+from esci.model import CrossEncoder
 from esci.train import collate
 
 MAX_LEN = 256

@@ -10,7 +10,7 @@ from esci.corpora import corpus_store
 from esci.io import read_json
 from esci.data import EXAMPLES, PRODUCTS
 from esci.features import char_ngram_ids, features_for, join_fields, token_store, unit_store, value_ids
-from esci.model import load_tokenizer
+from esci.encoder import load_tokenizer
 from esci.prepare import load_examples, load_products, prepare
 
 

@@ -19,7 +19,7 @@ from esci import EsciError
 from esci.config import load_config
 from esci.corpora import IGNORE, corpora, corpus_store, fake_queries
 from esci.features import join_fields, norm_value
-from esci.model import load_tokenizer
+from esci.encoder import load_tokenizer
 from esci.prepare import load_products, prepare
 from esci.pretrain import mask_tokens, pretrain_fingerprint
 
@@ -178,7 +178,7 @@ def test_brand_color_labels_ignore_rare_and_missing(tmp_path, sample_dir, tokeni
 def test_corpora_are_made_once_for_every_run_and_rank(tmp_path, sample_dir):
     cfg = catalog_cfg(tmp_path, sample_dir)
     code = ("import sys; from esci.log import setup; from esci.config import load_config; "
-            "from esci.corpora import corpus_store; from esci.model import load_tokenizer; setup('rank'); "
+            "from esci.corpora import corpus_store; from esci.encoder import load_tokenizer; setup('rank'); "
             f"cfg = load_config('configs/cpu.py', 'configs/pt.py', overrides=['output_dir={tmp_path}', "
             f"'data_dir={sample_dir}', 'model_dir=tiny'] + sys.argv[1:]); "
             "print(corpus_store(cfg, load_tokenizer('tiny')).folder)")

@@ -172,7 +172,8 @@ def test_rdrop_with_mixup_mixes_within_each_half():
 
 def test_fgm_and_rdrop_change_the_gradients():
     from esci.loop import make_accelerator
-    from esci.model import CrossEncoder, load_encoder
+    from esci.encoder import load_encoder
+    from esci.model import CrossEncoder
     from esci.train import _fgm_step
     rng = np.random.default_rng(0)
     n = 8

@@ -21,8 +21,8 @@ import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from .encoder import load_encoder, load_tokenizer
 from .metrics import micro_f1, ndcg
-from .model import load_encoder, load_tokenizer
 from .tasks import truth_labels
 
 

@@ -91,6 +91,11 @@ class Config(dict):
         return self.profile_dir / "data"
 
     @property
+    def encoders_root(self) -> Path:
+        """output/encoders: encoder folders converted to safetensors (esci.encoder.ready), shared by profiles."""
+        return Path(self.output_dir) / "encoders"
+
+    @property
     def features_root(self) -> Path:
         """output/<profile>/features: token and unit stores, each under a key of what made it."""
         return self.profile_dir / "features"

@@ -44,7 +44,8 @@ from tqdm.auto import tqdm
 from . import EsciError
 from .features import (LOCALE_IDS, ArrayWriter, Coverage, Features, FlatWriter, TokenStore, _flat, _load, _save,
                        _strings, _tokenize, assemble, join_fields, made_once, pair_template, product_chunks,
-                       segments, tokenizer_fingerprint, value_ids, warn_coverage)
+                       segments, tokenizer_fingerprint, types_key, value_ids, warn_coverage)
+from .encoder import model_config, takes_types
 from .io import read_json
 from .prepare import check_prepared, load_products
 
@@ -200,7 +201,7 @@ def _build(cfg, tokenizer, products: int, tmp: Path) -> dict:
     return dict(pt_max_len=cfg.pt_max_len, chars_per_piece=chars, products=products, text_tokens=n_text,
                 query_tokens=n_query, rows_capped=capped, rows_cut_short=short, single=single, pair=pair, pair_types=pair_types,
                 pad_id=tokenizer.pad_token_id or 0, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id,
-                use_types="token_type_ids" in tokenizer.model_input_names, unk_share=coverage.shares())
+                use_types=takes_types(tokenizer, model_config(cfg.model_dir)), unk_share=coverage.shares())
 
 
 @dataclass
@@ -244,8 +245,10 @@ def corpus_store(cfg, tokenizer) -> CorpusStore:
     summary = check_prepared(cfg)
     fields = ["product_locale", "title", "brand", "color", "bullets", "description"]
     fp = tokenizer_fingerprint(cfg.model_dir, tokenizer)
+    use_types = takes_types(tokenizer, model_config(cfg.model_dir))
     folder, built = made_once(cfg, "pt", [[summary["hashes"][f] for f in fields], fp, cfg.pt_max_len,
-                                          cfg.pt_span_mean, cfg.seed, CHARS_PER_TOKEN, VERSION],
+                                          cfg.pt_span_mean, cfg.seed, CHARS_PER_TOKEN, VERSION,
+                                          *types_key(tokenizer, use_types)],
                               lambda tmp: {**_build(cfg, tokenizer, summary["products"], tmp), "tokenizer": fp})
     store = CorpusStore.open(folder)
     if built:

