@@ -23,7 +23,7 @@ from esci import EsciError
 from esci.blend import run_blend
 from esci.config import load_config, member_config
 from esci.corpora import corpora
-from esci.encoder import check_fits, describe, load_masked_lm, load_tokenizer, ready
+from esci.encoder import check_fits, describe, load_encoder, load_masked_lm, load_tokenizer, ready
 from esci.features import features_for, join_fields
 from esci.predict import export, predict, read_pairs
 from esci.prepare import load_examples, load_products, prepare, source_dir, task_rows
@@ -168,7 +168,7 @@ def _broken(tmp_path, folders, family, name):
     return d
 
 
-def test_folders_that_cannot_be_read_are_one_line(tmp_path, sample_dir, folders, monkeypatch):
+def test_folders_that_cannot_be_read_are_one_line(tmp_path, sample_dir, folders, monkeypatch, caplog):
     no_tok = _broken(tmp_path, folders, "bert", "no_tokenizer")
     (no_tok / "vocab.txt").unlink()
     with pytest.raises(EsciError, match="no tokenizer file .*fix: download the tokenizer files"):
@@ -190,6 +190,16 @@ def test_folders_that_cannot_be_read_are_one_line(tmp_path, sample_dir, folders,
     cfg = load_config("configs/cpu.py", overrides=[f"model_dir={folders['xlmr']}", "max_len=600"])
     with pytest.raises(EsciError, match="holds 512 tokens, max_len=600 needs 600; fix: OVERRIDES=\"max_len=512\""):
         check_fits(cfg, load_tokenizer(str(folders["xlmr"]), tmp_path / "enc"), "max_len")
+    # weights under names the model does not have: said in one warning, not left to start random in silence
+    from safetensors.torch import load_file, save_file
+    renamed = _broken(tmp_path, folders, "bert", "renamed")
+    state = load_file(renamed / "model.safetensors")
+    save_file({k.replace("bert.encoder.layer.1.", "bert.encoder.block.1."): v for k, v in state.items()},
+              renamed / "model.safetensors")
+    with caplog.at_level("WARNING", logger="esci"):
+        load_encoder(str(renamed))
+    warned = [r.getMessage() for r in caplog.records if "not in its checkpoint" in r.getMessage()]
+    assert len(warned) == 1 and "16 of the model's weights" in warned[0] and "encoder.layer.1." in warned[0]
     # weights that hold pickled code are refused, not run
     evil = _broken(tmp_path, folders, "xlmr", "evil")
     torch.save({"w": torch.zeros(1), "x": Path("/")}, evil / "pytorch_model.bin")

@@ -288,6 +288,23 @@ def _safetensors_keys(path: Path) -> set:
     return {re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", k)) for k in keys}
 
 
+def _from_pretrained(cls, path: Path, **kwargs):
+    """cls.from_pretrained without transformers' load report (a masked-LM checkpoint read as its base model lists
+    every head weight as unexpected); weights the model needs but the checkpoint lacks are one warning line."""
+    from transformers.utils import logging as hf_logging
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = cls.from_pretrained(str(path), use_safetensors=True, output_loading_info=True, **kwargs)
+    finally:
+        hf_logging.set_verbosity(level)
+    missing = sorted(info.get("missing_keys") or ()) + sorted(str(k) for k in info.get("mismatched_keys") or ())
+    if missing:
+        log.warning("%s: %d of the model's weights are not in its checkpoint (or have another shape) and start "
+                    "random: %s%s", path, len(missing), ", ".join(missing[:3]), " ..." if len(missing) > 3 else "")
+    return model
+
+
 def load_encoder(model_dir: str, vocab_size: int | None = None, root: Path | None = None) -> nn.Module:
     """The base model (no pooler: [CLS] is read directly)."""
     if model_dir == "tiny":
@@ -298,7 +315,7 @@ def load_encoder(model_dir: str, vocab_size: int | None = None, root: Path | Non
     # checkpoints saved by our pre-training have no pooler: do not build one only to report it missing
     has_pooler = any(k.startswith("pooler.") or ".pooler." in k for k in _safetensors_keys(path))
     kwargs = {} if has_pooler or model_config(str(path)).model_type not in POOLED else {"add_pooling_layer": False}
-    model = AutoModel.from_pretrained(str(path), use_safetensors=True, **kwargs)
+    model = _from_pretrained(AutoModel, path, **kwargs)
     if getattr(model, "pooler", None) is not None:
         model.pooler = None  # unused; its idle weights would trip DDP
     return model
@@ -361,7 +378,7 @@ def load_masked_lm(model_dir: str, vocab_size: int | None = None,
         found = mlm_head_in(path, model_config(str(path)))
     if found:
         config, name = found
-        mlm = AutoModelForMaskedLM.from_pretrained(str(path), config=config, use_safetensors=True)
+        mlm = _from_pretrained(AutoModelForMaskedLM, path, config=config)
         encoder = getattr(mlm, mlm.base_model_prefix)
     else:
         encoder = load_encoder(model_dir, vocab_size, root)
