@@ -153,6 +153,22 @@ def test_a_bin_folder_is_converted_once_into_safetensors(tmp_path, folders):
         assert set(st.keys()) == set(state) and all(torch.equal(st.get_tensor(k), state[k]) for k in state)
     texts = ["red running shoes", "zapatos rojos | talla 42", "ヘッドホン 黒"]
     assert load_tokenizer(str(src), tmp_path / "enc")(texts)["input_ids"] == load_tokenizer(str(src))(texts)["input_ids"]
+    # weights in shards, with their index: converted shard by shard, the index rewritten, the same model loaded
+    sharded = tmp_path / "sharded"
+    shutil.copytree(src, sharded)
+    (sharded / "pytorch_model.bin").unlink()
+    keys = sorted(state)
+    shards = {f"pytorch_model-0000{i + 1}-of-00002.bin": keys[i::2] for i in range(2)}
+    for name, part in shards.items():
+        torch.save({k: state[k] for k in part}, sharded / name)
+    (sharded / "pytorch_model.bin.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": {k: name for name, part in shards.items() for k in part}}))
+    c = ready(str(sharded), tmp_path / "enc")
+    index = json.loads((c / "model.safetensors.index.json").read_text())["weight_map"]
+    assert set(index) == set(state) and set(index.values()) == {"model-00001-of-00002.safetensors",
+                                                                "model-00002-of-00002.safetensors"}
+    one, two = load_encoder(str(src), root=tmp_path / "enc"), load_encoder(str(sharded), root=tmp_path / "enc")
+    assert all(torch.equal(a, b) for a, b in zip(one.state_dict().values(), two.state_dict().values()))
     # other weights at the same path: another folder (the key is the content, not the name)
     copy = tmp_path / "xlmr"
     shutil.copytree(src, copy)

@@ -180,7 +180,7 @@ def _convert(src: Path, files: list[Path], tmp: Path) -> dict:
         for k, v in state.items():
             if not isinstance(v, torch.Tensor):
                 continue
-            ptr = (v.untyped_storage().data_ptr(), v.storage_offset()) if v.numel() else None
+            ptr = v.untyped_storage().data_ptr() if v.numel() else None  # safetensors refuses shared storage
             tensors[k] = (v.clone() if ptr in seen else v).contiguous()
             seen.add(ptr)
         name = f.name.replace("pytorch_model", "model").replace(".bin", ".safetensors")
@@ -471,9 +471,8 @@ def describe(model_dir: str, data_dir: str | None = None, root: Path | None = No
     path = encoder_dir(model_dir)
     folder = ready(model_dir, root)
     tokenizer = load_tokenizer(model_dir, root)
-    config = model_config(str(folder)) if model_dir != "tiny" else tiny_config(len(tokenizer))
-    cfg = load_config(f"configs/{profile}.py", overrides=[f"model_dir={model_dir or 'tiny'}"] if model_dir == "tiny"
-                      else [f"model_dir={model_dir}"] if model_dir else [])
+    config = model_config(model_dir)
+    cfg = load_config(f"configs/{profile}.py", overrides=[f"model_dir={model_dir}"] if model_dir else [])
     size = _size(config)
     head = mlm_head_in(folder, config) if model_dir != "tiny" else None
     info = {"model_dir": str(path), "ready": str(folder), "weights": [f.name for f in weight_files(path)[1]]
