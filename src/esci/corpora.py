@@ -42,10 +42,10 @@ import torch
 from tqdm.auto import tqdm
 
 from . import EsciError
+from .encoder import model_config, takes_types
 from .features import (LOCALE_IDS, ArrayWriter, Coverage, Features, FlatWriter, TokenStore, _flat, _load, _save,
                        _strings, _tokenize, assemble, join_fields, made_once, pair_template, product_chunks,
                        segments, tokenizer_fingerprint, types_key, value_ids, warn_coverage)
-from .encoder import model_config, takes_types
 from .io import read_json
 from .prepare import check_prepared, load_products
 

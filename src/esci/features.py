@@ -342,7 +342,8 @@ def token_store(cfg, tokenizer) -> TokenStore:
         n_p = int(out.finish()[-1])
         return dict(fields=cfg.fields, max_len=cfg.max_len, max_chars=max_chars, template=template, types=types,
                     pad_id=tokenizer.pad_token_id or 0, use_types=use_types, queries=len(queries),
-                    products=summary["products"], query_tokens=nq, product_tokens=n_p, products_cut=cut, products_cut_short=short, unk_share=coverage.shares())
+                    products=summary["products"], query_tokens=nq, product_tokens=n_p, products_cut=cut,
+                    products_cut_short=short, unk_share=coverage.shares())
 
     fp = tokenizer_fingerprint(cfg.model_dir, tokenizer)
     folder, built = made_once(cfg, "tok", [summary["hashes"]["query"], [summary["hashes"][f] for f in cfg.fields],

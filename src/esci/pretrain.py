@@ -37,9 +37,9 @@ from transformers import get_cosine_schedule_with_warmup
 
 from . import EsciError
 from .corpora import IGNORE, VERSION as CORPORA_VERSION, corpora
+from .encoder import check_fits, load_encoder, load_masked_lm, load_tokenizer
 from .io import atomic_path, read_json, write_json
 from .loop import EMA, Loop, adamw, batch_order, make_accelerator, seed_all, shard
-from .encoder import check_fits, load_encoder, load_masked_lm, load_tokenizer
 from .prepare import prepare
 from .provenance import begin, data_identity, fingerprint, record
 

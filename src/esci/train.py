@@ -26,14 +26,14 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from .encoder import check_fits, load_encoder, load_tokenizer
 from .features import Features, features_for, token_store, unit_store
 from .io import atomic_path, read_json, write_json, write_parquet
 from .loop import EMA, Loop, adamw, batch_order, make_accelerator, seed_all, shard
-from .encoder import check_fits, load_encoder, load_tokenizer
+from .metrics import f1_report, ndcg_report
 from .model import CrossEncoder, seed_id_tables
 from .prepare import experiment_rows, load_examples
 from .provenance import begin, fold_fingerprint, pretrained_dir, record
-from .metrics import f1_report, ndcg_report
 from .tasks import HEADS, METRIC_NAME, TASKS, outputs_frame, predicted_labels, targets, truth_labels
 
 log = logging.getLogger("esci")
