@@ -23,7 +23,7 @@ from esci import EsciError
 from esci.blend import run_blend
 from esci.config import load_config, member_config
 from esci.corpora import corpora
-from esci.encoder import check_fits, describe, load_encoder, load_masked_lm, load_tokenizer, ready
+from esci.encoder import check_fits, describe, load_encoder, load_masked_lm, load_tokenizer, main, ready
 from esci.features import features_for, join_fields
 from esci.predict import export, predict, read_pairs
 from esci.prepare import load_examples, load_products, prepare, source_dir, task_rows
@@ -242,8 +242,14 @@ def test_folders_that_cannot_be_read_are_one_line(tmp_path, sample_dir, folders,
     assert f"{no_tok}: no tokenizer file" in errors[0]
 
 
-def test_check_describes_an_encoder_and_its_cost_on_the_data(tmp_path, sample_dir, folders):
-    info = describe(str(folders["deberta"]), str(sample_dir), tmp_path / "enc")
+def test_check_describes_an_encoder_and_its_cost_on_the_data(tmp_path, sample_dir, folders, capsys):
+    main(["check", str(folders["deberta"]), str(sample_dir), "--output-dir", str(tmp_path), "--json",
+          str(tmp_path / "check.json")])
+    said = capsys.readouterr().out
+    assert "MLM head     the checkpoint's own (lm_predictions): pre-training continues it" in said
+    assert "unknown      share of tokens read as the unknown token, per locale/field: jp/" in said
+    info = json.loads((tmp_path / "check.json").read_text())
+    assert info == describe(str(folders["deberta"]), str(sample_dir), tmp_path / "encoders")
     assert info["model_type"] == "deberta-v2" and info["converted"] and info["mlm_head"] == "lm_predictions"
     assert info["tokenizer_ids"] <= info["vocab_size"] and info["max_positions"] is None  # relative positions
     assert not info["token_types"] and info["pair_layout"] == "[CLS] <query> [SEP] <product> [SEP]"

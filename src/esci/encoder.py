@@ -516,7 +516,8 @@ def report(info: dict) -> str:
              f"MLM head     {head}"]
     if "data" in info:
         d = info["data"]
-        unk = ", ".join(f"{k} {v:.1%}" for k, v in d["unk_share"].items())
+        high = sorted(((v, k) for k, v in d["unk_share"].items() if v > 0), reverse=True)
+        unk = ", ".join(f"{k} {v:.1%}" for v, k in high) + (" (0 in the other fields)" if high else "0 everywhere")
         lines += [f"data         {d['read']:,} of {d['judgements']:,} judgements read ({d['products']:,} products)",
                   f"unknown      share of tokens read as the unknown token, per locale/field: {unk}",
                   f"tokens       per pair (query + {' | '.join(d['fields'])}): {d['tokens_per_pair']} uncut, "
