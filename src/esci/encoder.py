@@ -152,6 +152,12 @@ def content_key(path: Path, files: list[Path]) -> str:
     return _content_key(tuple(map(str, files)), tuple((f.stat().st_size, f.stat().st_mtime_ns) for f in files))
 
 
+def _first_line(e: Exception) -> str:
+    """An exception's first line of message (its class name where it has none), at most 200 characters."""
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:200]
+
+
 def _read_bin(f: Path) -> dict:
     try:
         try:
@@ -159,8 +165,7 @@ def _read_bin(f: Path) -> dict:
         except RuntimeError:  # the legacy (pre-zip) format cannot be memory-mapped
             state = torch.load(f, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure to read is the same one line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EsciError(f"{f}: cannot be read as PyTorch weights with weights_only=True ({first[:200]}); "
+        raise EsciError(f"{f}: cannot be read as PyTorch weights with weights_only=True ({_first_line(e)}); "
                         f"{FIX_DOWNLOAD}, or its model.safetensors") from None
     if not isinstance(state, dict):
         raise EsciError(f"{f}: holds a {type(state).__name__}, not a state dict of weights; {FIX_DOWNLOAD}")
@@ -225,9 +230,9 @@ def _tokenizer_from(path: Path):
     try:
         return AutoTokenizer.from_pretrained(str(path))
     except Exception as e:  # noqa: BLE001 - transformers raises many kinds; the user gets one line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EsciError(f"{path}: its tokenizer does not load ({type(e).__name__}: {first[:200]}); fix: download the "
-                        f"tokenizer files of the same checkpoint ({', '.join(TOKENIZER_FILES)}) into it") from None
+        raise EsciError(f"{path}: its tokenizer does not load ({type(e).__name__}: {_first_line(e)}); fix: "
+                        f"download the tokenizer files of the same checkpoint ({', '.join(TOKENIZER_FILES)}) into "
+                        f"it") from None
 
 
 def load_tokenizer(model_dir: str, root: Path | None = None):
@@ -243,8 +248,7 @@ def model_config(model_dir: str, root: Path | None = None):
     try:
         return AutoConfig.from_pretrained(str(path))
     except (ValueError, KeyError, OSError) as e:
-        first = str(e).strip().splitlines()[0]
-        raise EsciError(f"{path}/config.json: transformers cannot read it ({first[:200]}); fix: a config.json of "
+        raise EsciError(f"{path}/config.json: transformers cannot read it ({_first_line(e)}); fix: a config.json of "
                         f"a model type transformers knows ({', '.join(FAMILIES)})") from None
 
 
@@ -461,7 +465,8 @@ def data_figures(cfg, tokenizer, data_dir: str, seed: int = 0) -> dict:
     whole, kept = n["query"] + n_product + special, kept_q + kept_p + special
     return {"judgements": len(examples), "products": len(products), "read": len(rows),
             "unk_share": coverage.shares(), "fields": cfg.fields, "max_len": cfg.max_len,
-            "tokens_per_pair": round(float(whole.mean()), 1), "tokens_per_pair_at_max_len": round(float(kept.mean()), 1),
+            "tokens_per_pair": round(float(whole.mean()), 1),
+            "tokens_per_pair_at_max_len": round(float(kept.mean()), 1),
             "pairs_cut": round(float((whole > cfg.max_len).mean()), 4)}
 
 
@@ -508,7 +513,8 @@ def report(info: dict) -> str:
              + (" -> converted once to safetensors" if info["converted"] else ""),
              f"parameters   {info['parameters'] / m:.1f}M ({(info['parameters'] - info['body']) / m:.1f}M in embedding "
              f"tables), hidden {info['hidden']}, {info['layers']} layers",
-             f"vocabulary   {info['vocab_size']:,} rows; tokenizer {info['tokenizer']} with {info['tokenizer_ids']:,} ids",
+             f"vocabulary   {info['vocab_size']:,} rows; tokenizer {info['tokenizer']} with "
+             f"{info['tokenizer_ids']:,} ids",
              f"positions    {info['max_positions'] or 'relative only (no absolute limit)'}; {info['profile']} "
              f"profile fits: {info['fits']}",
              f"token types  {'yes' if info['token_types'] else 'no (not passed to the model)'}",
