@@ -18,7 +18,8 @@ cfg = dict(
     max_train_queries=4500,
     max_train_examples=15000,
     batch_size=16,
-    lr=1e-4,
+    lr=1e-4,                 # MiniLM's; a larger encoder needs less: all-mpnet-base-v2 hardly learned at 1e-4
+                             # and beat MiniLM at 3e-5 (bench/RESULTS.md, which encoders)
     head_lr=2e-3,
     ngram_buckets=32768,     # enough for the sample's ~10,000 distinct 3-grams and, at this one-epoch budget, for
                              # the real dev set (524288 there: stack 0.8402 vs 0.8408; with 3 epochs it gained 0.012
