@@ -3,8 +3,10 @@ labelled, test.
 
 Usage: python bench/baselines.py [configs...] [key=value ...]   (default configs/cpu.py configs/t2_a.py)
        python bench/baselines.py configs/cpu.py configs/blend_t1.py          (task 1's peers)
-Task 1: TF-IDF char and word cosines and BM25 (esci.lexical's features), the zero-shot bi-encoder (the packaged
-MiniLM, or model_dir), and a LightGBM ranker over lexical + bi-encoder + query-group features, out-of-fold on the
+Task 1: TF-IDF char and word cosines and BM25 (esci.lexical's features); zero-shot bi-encoders (esci.dense's
+cosines): biencoder_zero_shot, model_dir's encoder (the packaged MiniLM by default) over title brand color bullets,
+and zero_shot_<encoder>_title_desc over title and description for the packaged MiniLM, model_dir and each of
+bi_encoders; and a LightGBM ranker over lexical + biencoder_zero_shot + query-group features, out-of-fold on the
 same folds (esci.stack with the bi-encoder in the place of cross-encoder members: the strongest thing here built
 without a cross-encoder). The official baseline's method, a plain cross-encoder trained with BCE on the gains, is
 configs/t1_bce.py, trained like any experiment; its row appears with the others once its folds are finished.
@@ -20,7 +22,8 @@ import pandas as pd
 
 from common import bench_config, scored, write_table
 from esci import EsciError, baselines
-from esci.config import ROOT, member_config
+from esci.config import ROOT, encoder_name, member_config
+from esci.dense import dense_features
 from esci.io import read_json
 from esci.lexical import lexical_features
 from esci.members import load_member
@@ -37,11 +40,19 @@ def task1_peers(cfg, train, test, labelled):
     for f in ("tfidf_char", "tfidf_word", "bm25"):
         score = lex[["example_id", f]].rename(columns={f: "score"})
         rows.append(("peer", f, scored(1, tr, score), scored(1, labelled, score)))
-    bi_tr, bi_te = baselines.biencoder_scores([with_text(cfg, tr), with_text(cfg, te)], cfg.model_dir)
-    bi = {"biencoder": pd.DataFrame({"example_id": tr.example_id, "score": bi_tr})}
-    bi_test = {"biencoder": pd.DataFrame({"example_id": te.example_id, "score": bi_te})}
-    rows.append(("peer", "biencoder_zero_shot", scored(1, tr, bi["biencoder"]),
-                 scored(1, labelled, bi_test["biencoder"])))
+    encoders = list(dict.fromkeys(["", cfg.model_dir, *cfg.bi_encoders]))
+    cos = dense_features(cfg, [cfg.model_dir], ["side"]).merge(
+        dense_features(cfg, encoders, ["title_desc"]), on="example_id")
+    side = f"{encoder_name(cfg.model_dir)}.cos_side"
+    for column, name in [(side, "biencoder_zero_shot"),
+                         *((f"{encoder_name(e)}.cos_title_desc", f"zero_shot_{encoder_name(e)}_title_desc")
+                           for e in encoders)]:
+        score = cos[["example_id", column]].rename(columns={column: "score"}).fillna({"score": -1.0})
+        rows.append(("peer", name, scored(1, tr, score), scored(1, labelled, score)))
+    bi = {"biencoder": tr[["example_id"]].merge(cos[["example_id", side]], on="example_id").rename(
+        columns={side: "score"})}
+    bi_test = {"biencoder": te[["example_id"]].merge(cos[["example_id", side]], on="example_id").rename(
+        columns={side: "score"})}
     oof, pred = fit_predict(1, tr, design(tr, bi, lex), te, design(te, bi_test, lex), dict(cfg.stack_params),
                             cfg.seed, cfg.threads)
     rows.append(("peer", "lightgbm_lexical_biencoder", scored(1, tr, oof), scored(1, labelled, pred)))

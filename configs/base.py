@@ -87,6 +87,11 @@ cfg = dict(
     stack=False,             # LightGBM over members' OOF outputs + lexical + query-group features, out-of-fold on
                              # the same folds; its predictions replace the weighted blend's (esci.stack)
     stack_params={},         # LightGBM parameters over esci.stack.DEFAULTS (e.g. num_boost_round, num_leaves)
+    bi_encoders=[],          # sentence encoders whose query-product cosines join the stack's features ("" the packaged
+                             # MiniLM, else a local folder; each text embedded once into a store: esci.dense)
+    bi_fields=["title", "side", "desc"],  # the product texts they embed (esci.dense.FIELDS)
+    bi_max_len=256,          # tokens per text they embed
+    bi_batch=64,             # texts per forward pass while embedding
     # --- multi-task pre-training (Figure 1)
     pt_epochs=1,             # passes over the catalog corpora
     pt_batch_size=32,        # examples per pre-training batch

@@ -6,22 +6,18 @@ In: a task's prepared training table (with `fold`). Out: a CV figure per baselin
   tfidf_lr        logistic regression on char 2-4-gram TF-IDF of the query, of title+brand+color, their
                   element-wise product (shared grams) and its sum (the cosine), trained fold by fold (OOF micro-F1)
   tfidf_cosine    rank by the cosine of query and title+brand+color TF-IDF vectors (task 1, nDCG)
-  biencoder       rank by the cosine of mean-pooled sentence embeddings, zero-shot (task 1, nDCG; the packaged
-                  MiniLM by default)
-  biencoder_scores  that cosine for every row of several frames (each query and product embedded once)
-The lexical rankers (char/word TF-IDF, BM25) read esci.lexical's features; the LightGBM ranker peer is
-esci.stack over the bi-encoder's scores instead of cross-encoder members (bench/baselines.py).
+The lexical rankers (char/word TF-IDF, BM25) read esci.lexical's features, the zero-shot bi-encoders esci.dense's
+cosines; the LightGBM ranker peer is esci.stack over a bi-encoder's cosine instead of cross-encoder members
+(bench/baselines.py).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from .encoder import load_encoder, load_tokenizer
 from .metrics import micro_f1, ndcg
 from .tasks import truth_labels
 
@@ -60,36 +56,3 @@ def tfidf_cosine(train: pd.DataFrame) -> float:
     vec = _tfidf().fit(pd.concat([train["query"], product_side(train)]))
     q, p = vec.transform(train["query"]), vec.transform(product_side(train))
     return ndcg(train.assign(score=np.asarray(q.multiply(p).sum(1)).ravel()))
-
-
-@torch.no_grad()
-def embed(texts: list[str], model_dir: str = "", batch_size: int = 64, max_len: int = 128) -> np.ndarray:
-    """Mean-pooled, L2-normalized token embeddings (sentence-transformers' recipe for MiniLM)."""
-    tok, enc = load_tokenizer(model_dir), load_encoder(model_dir).eval()
-    out = []
-    for i in range(0, len(texts), batch_size):
-        b = tok(texts[i:i + batch_size], padding=True, truncation=True, max_length=max_len, return_tensors="pt")
-        h = enc(**b).last_hidden_state
-        m = b["attention_mask"].unsqueeze(-1).float()
-        out.append(torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp_min(1), dim=-1))
-    return torch.cat(out).numpy()
-
-
-def biencoder_scores(frames: list[pd.DataFrame], model_dir: str = "") -> list[np.ndarray]:
-    """frames: rows with qidx, pidx, query and title/brand/color (with_text); the cosine of each row's query and
-    product embeddings, each distinct query and product embedded once."""
-    rows = pd.concat(frames, ignore_index=True)
-    q = rows.drop_duplicates("qidx")
-    p = rows.drop_duplicates("pidx")
-    qv, pv = embed(q["query"].tolist(), model_dir), embed(product_side(p).tolist(), model_dir)
-    qpos = pd.Series(np.arange(len(q)), index=q.qidx.to_numpy())
-    ppos = pd.Series(np.arange(len(p)), index=p.pidx.to_numpy())
-    out = []
-    for f in frames:
-        a, b = qv[qpos[f.qidx.to_numpy()].to_numpy()], pv[ppos[f.pidx.to_numpy()].to_numpy()]
-        out.append((a * b).sum(1))
-    return out
-
-
-def biencoder(train: pd.DataFrame, model_dir: str = "") -> float:
-    return ndcg(train.assign(score=biencoder_scores([train], model_dir)[0]))

@@ -8,9 +8,9 @@ Out: output/<profile>/<blend name>/ with oof.parquet and test.parquet (blended, 
   task 1  score = sum_m w_m * score_m (classifiers' expected gain, regressors' predicted gain), by nDCG
   task 2  p = sum_m w_m * p_m, argmax, by micro-F1
   task 3  p_sub = sum_m w_m * p_sub_m (p_S for 4-class members) and a threshold, by micro-F1
-With stack=True (esci.stack), a LightGBM model over the members' full outputs, lexical and query-group features is
-fit out-of-fold on the same folds; cv.csv shows its CV beside the weighted blend's, and its predictions are the
-ones written (and submitted).
+With stack=True (esci.stack), a LightGBM model over the members' full outputs, lexical features (with bi_encoders,
+bi-encoder cosines too: esci.dense) and query-group features is fit out-of-fold on the same folds; cv.csv shows its
+CV beside the weighted blend's, and its predictions are the ones written (and submitted).
 Weights are multiples of 1/blend_steps, found by greedy ensemble selection with replacement (Caruana et al. 2004):
 start from the best member, then blend_steps - 1 times add one share to the member that helps most, and keep the
 best blend seen. That is members x blend_steps evaluations, not a grid that grows exponentially with the members;
@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import EsciError
+from .dense import dense_features
 from .io import write_csv, write_json, write_parquet
 from .lexical import lexical_features
 from .members import load_member
@@ -121,7 +122,10 @@ def run_blend(cfg, train: pd.DataFrame, test: pd.DataFrame, member_cfgs: list) -
                "threshold": threshold, METRIC_NAME[cfg.task]: metric}
     if cfg.stack:
         test_rows = test.sort_values("example_id").reset_index(drop=True)
-        oof_out, test_out, n_features = stack(cfg, labelled, test_rows, *full, lexical_features(cfg))
+        features = lexical_features(cfg)
+        if cfg.bi_encoders:
+            features = features.merge(dense_features(cfg), on="example_id", validate="one_to_one")
+        oof_out, test_out, n_features = stack(cfg, labelled, test_rows, *full, features)
         stacked, threshold = score(oof_out.drop(columns="example_id").to_numpy(np.float64))
         rows.append({"member": "stack", METRIC_NAME[cfg.task]: stacked, "weight": 1.0})
         summary.update({"threshold": threshold, METRIC_NAME[cfg.task]: stacked, "blend_" + METRIC_NAME[cfg.task]:

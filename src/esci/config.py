@@ -27,6 +27,13 @@ SHARED_DIRS = {"data", "features", "sample_data", "cache"}  # folders of a profi
 _TOLD: set = set()  # old config names whose new name this process has printed
 
 
+def encoder_name(model_dir: str) -> str:
+    """An encoder's short name: minilm (the packaged default), tiny, or the model folder's name."""
+    if model_dir in ("", "tiny"):
+        return model_dir or "minilm"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model_dir).name) or "model"
+
+
 class ConfigError(EsciError):
     pass
 
@@ -62,10 +69,7 @@ class Config(dict):
 
     @property
     def backbone(self) -> str:
-        """The encoder's short name: minilm (the packaged default), tiny, or the model folder's name."""
-        if self.model_dir in ("", "tiny"):
-            return self.model_dir or "minilm"
-        return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(self.model_dir).name) or "model"
+        return encoder_name(self.model_dir)
 
     @property
     def run_root(self) -> Path:

@@ -426,15 +426,26 @@ def _pair_cost(size: dict, tokens: float) -> float:
     return tokens * (size["body"] + size["layers"] * tokens * size["hidden"])
 
 
-def gpu_hours(size: dict, tokens: float) -> dict:
-    """The compute plan's GPU-hours for an encoder of this size at `tokens` a pair: the XLM-R-large figures scaled by
-    the forward cost of a pair (an estimate; a small encoder fills less of the GPU, so its figures are a floor)."""
+def _scale(size: dict, tokens: float) -> float:
+    """A pair's forward cost relative to XLM-R-large's at the plan's PLAN_TOKENS."""
     from transformers import XLMRobertaConfig
     ref = _size(XLMRobertaConfig(vocab_size=250002, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
                                  intermediate_size=4096, max_position_embeddings=514, type_vocab_size=1))
-    scale = _pair_cost(size, tokens) / _pair_cost(ref, PLAN_TOKENS)
+    return _pair_cost(size, tokens) / _pair_cost(ref, PLAN_TOKENS)
+
+
+def gpu_hours(size: dict, tokens: float) -> dict:
+    """The compute plan's GPU-hours for an encoder of this size at `tokens` a pair: the XLM-R-large figures scaled by
+    the forward cost of a pair (an estimate; a small encoder fills less of the GPU, so its figures are a floor)."""
+    scale = _scale(size, tokens)
     return {part: {loop: float(f"{scale * (tr / a + inf / b) / 3600:.3g}") for loop, (a, b) in THROUGHPUT.items()}
             for part, (tr, inf) in PLAN.items()} | {"scale": float(f"{scale:.3g}")}
+
+
+def gpu_texts_per_second(model_dir: str, tokens: float, loop: str = "plain loop") -> float:
+    """The plan's GPU inference rate for texts of `tokens` tokens through this encoder: XLM-R-large's measured rate
+    scaled by the forward cost (an estimate, and a ceiling for a small encoder that fills less of the GPU)."""
+    return THROUGHPUT[loop][1] / _scale(_size(model_config(model_dir)), tokens)
 
 
 def _layout(tokenizer) -> str:

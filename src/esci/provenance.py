@@ -22,7 +22,8 @@ CODE_VERSION = 2  # bump when a change alters what a stage makes from the same i
 # keys that change where or how fast a result is made, not what it is
 RUN_ONLY = {"profile", "name", "fold", "force", "data_dir", "output_dir", "threads", "save_every", "log_every",
             "tracker", "eval_batch_size", "compile", "members", "blend_steps", "stack", "stack_params", "clean_frac",
-            "sample_queries", "sample_noise", "sample_if_missing", "unk_warn"}
+            "sample_queries", "sample_noise", "sample_if_missing", "unk_warn", "bi_encoders", "bi_fields", "bi_max_len",
+            "bi_batch"}
 # keys added after CODE_VERSION 2, with their defaults: a fingerprint holds them only when set, so that results made
 # before them stay valid
 LATER_KEYS = {"train_seed": 0, "max_train_examples": 0, "max_steps": 0, "pt_max_steps": 0}

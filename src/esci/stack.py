@@ -2,11 +2,12 @@
 features, trained on the members' folds so that its own CV is out-of-fold too (the blend stage's `stack=True`).
 
 In: the task's labelled rows (example_id, query_id, fold, esci_label, product_locale) and test rows, each member's
-(oof, test) prediction frames aligned with them (sorted by example_id), and the lexical features (esci.lexical).
+(oof, test) prediction frames aligned with them (sorted by example_id), and the match features (esci.lexical,
+esci.dense).
 Out: (oof, test) frames in the blend's columns (task 1 `score`, task 2 p_E p_S p_C p_I, task 3 `p_sub`), the CV and
 task 3's threshold. Features per row:
   member outputs     every prediction column of every member (p_E..p_I and the expected gain, a regressor's score)
-  lexical            esci.lexical.FEATURES
+  lexical            esci.lexical.FEATURES, and with bi_encoders each encoder's cosines per text (esci.dense)
   query group        for each member score and the lexical cosines: rank in the query (0..1), gap to the query's
                      max, gap to its mean; the query's number of items; the locale
 Objective: lambdarank with the ESCI gains as label gains (task 1; or a pointwise one such as cross_entropy on the
@@ -33,7 +34,8 @@ log = logging.getLogger("esci")
 DEFAULTS = dict(learning_rate=0.02, num_leaves=4, feature_fraction=0.8, bagging_fraction=0.8, bagging_freq=1,
                 lambda_l2=1.0, num_boost_round=300, verbose=-1)
 PREDICTIONS = {"score", *(c for head in HEADS.values() for c in head.columns)}
-GROUPED = ("score", "p_E", "p_S", "p_sub", "tfidf_char", "tfidf_word", "bm25")
+GROUPED = ("score", "p_E", "p_S", "p_sub", "tfidf_char", "tfidf_word", "bm25",
+           *(f"cos_{field}" for field in ("title", "side", "desc", "title_desc")))
 
 
 def group_features(frame: pd.DataFrame, query: np.ndarray, columns: list[str]) -> pd.DataFrame:
