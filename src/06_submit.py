@@ -8,7 +8,7 @@ import pandas as pd
 
 from esci import EsciError
 from esci.cli import run_stage
-from esci.io import read_json
+from esci.io import read_json, read_parquet
 from esci.prepare import load_examples, task_rows
 from esci.submission import validate, write_task1, write_task2, write_task3
 from esci.tasks import predicted_labels
@@ -20,7 +20,7 @@ def main(cfg):
         raise EsciError(f"{cfg.data_root}/examples.parquet: task {cfg.task} has no test rows, so there is nothing to "
                         f"submit; fix: use an examples file with split = 'test' rows (the CV is in {cfg.run_dir})")
     blend = read_json(cfg.run_dir / "blend.json")
-    pred = test[["example_id", "query_id", "product_id"]].merge(pd.read_parquet(cfg.run_dir / "test.parquet"),
+    pred = test[["example_id", "query_id", "product_id"]].merge(read_parquet(cfg.run_dir / "test.parquet"),
                                                                  on="example_id", how="left", validate="one_to_one")
     missing = pred.drop(columns=["example_id", "query_id", "product_id"]).isna().any(axis=1)
     if missing.any():

@@ -36,6 +36,13 @@ P=configs/$PROFILE.py
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
 [ -f "$P" ] || { echo "PROFILE=$PROFILE: no $P; fix: use cpu or gpu" >&2; exit 2; }
 
+# one driver at a time per output folder: the lock is held by this shell's descriptor 9 (and the stages that
+# inherit it) until the driver and every stage it started have ended, killed ones included
+OUT=${OUTPUT_DIR:-output}
+mkdir -p "$OUT"
+exec 9>>"$OUT/.driver.lock"
+$PYTHON -m esci.io lock 9 "$OUT" "$(basename "$0")" || exit 2
+
 # OVERRIDES="key=value ..." is appended to every stage (tests shrink the run with it)
 read -r -a OV <<< "${OVERRIDES:-}"
 

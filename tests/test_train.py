@@ -86,6 +86,19 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
     np.testing.assert_allclose(oa.p_E, ob.p_E, atol=1e-5)
     again = run_fold(a)
     assert "complete; skipping" in again.stderr
+    # a resume checkpoint damaged after the kill is dropped: the fold starts over, to the same result
+    c = args(tmp_path / "c", "name=r", "save_every=4", "fold=1", "ema=True", "rdrop=True")
+    assert run_fold(c, stage="01_prepare.py").returncode == 0
+    assert run_fold(c, {"ESCI_FAIL_AT_STEP": "8"}).returncode == 3
+    state = tmp_path / "c/cpu/tiny/r/fold1/state.pt"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    over = run_fold(c)
+    assert over.returncode == 0 and "state.pt: damaged" in over.stderr and "starting over" in over.stderr
+    oc = pd.read_parquet(tmp_path / "c/cpu/tiny/r/fold1/oof.parquet")
+    np.testing.assert_allclose(oc.p_E, ob.p_E, atol=1e-5)
+    steps = [[json.loads(line)["step"] for line in (tmp_path / d / "cpu/tiny/r/fold1/train_log.jsonl").read_text()
+              .splitlines()] for d in "bc"]
+    assert steps[0] == steps[1]  # the killed run's lines are not kept
 
 
 def test_batches_cover_rows_once_and_bucket_lengths():

@@ -3,8 +3,8 @@
 `run_stage(name, doc, fn)` is the whole body of a numbered stage script. `--help` prints the stage's docstring,
 the environment variables and every config key with its default and one-line documentation from configs/base.py.
 Otherwise the arguments are config files and key=value overrides (`--force` is `force=True`); `fn(cfg)` runs.
-An `EsciError` (bad input or configuration) prints one line on stderr and exits 2; `--debug` or ESCI_DEBUG=1
-shows the traceback instead.
+An `EsciError` (bad input or configuration) and a write that finds the disk full print one line on stderr and exit
+2; `--debug` or ESCI_DEBUG=1 shows the traceback instead.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import sys
 
 from . import EsciError
 from .config import CONFIG_DIR, from_argv
+from .io import disk_full, full_disk_error
 from .log import setup
 
 ENVIRONMENT = """Environment:
@@ -58,4 +59,10 @@ def run_stage(name: str, doc: str, fn, argv: list[str] | None = None) -> None:
         if debug:
             raise
         print(f"{name}: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except (OSError, RuntimeError) as e:  # a write outside esci.io's helpers that found the disk full
+        if debug or not disk_full(e):
+            raise
+        print(f"{name}: error: {full_disk_error(getattr(e, 'filename', None) or 'OUTPUT_DIR', e)}", file=sys.stderr,
+              flush=True)
         sys.exit(2)

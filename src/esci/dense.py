@@ -30,6 +30,7 @@ from .config import encoder_name
 from .encoder import content_key, load_encoder, load_tokenizer, model_config, ready, takes_types, weight_files
 from .features import (_encoder, _strings, assemble, join_fields, made_once, pair_template, product_chunks,
                        tokenizer_fingerprint)
+from .io import read_parquet
 from .prepare import check_prepared
 from .provenance import data_identity
 
@@ -52,7 +53,7 @@ def _weights_key(model_dir: str) -> str:
 def _texts(cfg, field: str):
     """The text's rows as Arrow string arrays, in row order (queries by qidx, products by pidx)."""
     if field == "query":
-        ex = pd.read_parquet(cfg.data_root / "examples.parquet", columns=["qidx", "query"])
+        ex = read_parquet(cfg.data_root / "examples.parquet", columns=["qidx", "query"])
         yield _strings(ex.drop_duplicates("qidx").sort_values("qidx")["query"])
         return
     for chunk in product_chunks(cfg, FIELDS[field]):
@@ -61,7 +62,7 @@ def _texts(cfg, field: str):
 
 def _rows(cfg, field: str) -> int:
     if field == "query":
-        return int(pd.read_parquet(cfg.data_root / "examples.parquet", columns=["qidx"]).qidx.nunique())
+        return int(read_parquet(cfg.data_root / "examples.parquet", columns=["qidx"]).qidx.nunique())
     return pq.ParquetFile(cfg.data_root / "products.parquet").metadata.num_rows
 
 
@@ -154,7 +155,7 @@ def dense_features(cfg, encoders: list[str] | None = None, fields: list[str] | N
     unknown = [f for f in fields if f not in FIELDS]
     if unknown:
         raise EsciError(f"bi_fields: unknown text {unknown}; fix: choose from {list(FIELDS)}")
-    ex = pd.read_parquet(cfg.data_root / "examples.parquet", columns=["example_id", "qidx", "pidx"])
+    ex = read_parquet(cfg.data_root / "examples.parquet", columns=["example_id", "qidx", "pidx"])
     qidx, pidx = ex.qidx.to_numpy(), ex.pidx.to_numpy()
     out = {"example_id": ex.example_id.to_numpy()}
     for model_dir in cfg.bi_encoders if encoders is None else encoders:

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from . import LOCALES, EsciError
 from .data import TEXT_FIELDS
 from .encoder import encoder_dir, model_config, takes_types
-from .io import made_once as build_once, read_json
+from .io import made_once as build_once, read_json, read_parquet
 from .prepare import check_prepared, load_products
 
 log = logging.getLogger("esci")
@@ -322,7 +322,7 @@ def token_store(cfg, tokenizer) -> TokenStore:
         raise EsciError(f"max_len={cfg.max_len} leaves no room for a query and a product; fix: raise max_len")
 
     def build(tmp: Path) -> dict:
-        queries = pd.read_parquet(cfg.data_root / "examples.parquet", columns=["qidx", "query", "product_locale"]) \
+        queries = read_parquet(cfg.data_root / "examples.parquet", columns=["qidx", "query", "product_locale"]) \
             .drop_duplicates("qidx").sort_values("qidx")
         coverage = Coverage()
         out = FlatWriter(tmp, "query", "tokens", np.int32)
@@ -397,12 +397,12 @@ def unit_texts(products) -> dict:
 def unit_store(cfg) -> UnitStore:
     """The unit store of this data set, its training split and id_min_count: opened, or built once."""
     summary = check_prepared(cfg)
-    split = pd.read_parquet(cfg.data_root / "examples.parquet", columns=["pidx", "split"])
+    split = read_parquet(cfg.data_root / "examples.parquet", columns=["pidx", "split"])
     train_pidx = split.pidx.to_numpy()[split.split.eq("train").to_numpy()]
     del split
 
     def build(tmp: Path) -> dict:
-        queries = pd.read_parquet(cfg.data_root / "examples.parquet", columns=["qidx", "query"]) \
+        queries = read_parquet(cfg.data_root / "examples.parquet", columns=["qidx", "query"]) \
             .drop_duplicates("qidx").sort_values("qidx")["query"]
         out = FlatWriter(tmp, "query", "bytes", np.uint8)
         data, off = _flat(pc.utf8_lower(_strings(queries)))

@@ -4,12 +4,20 @@ In: a target path and the data (DataFrame, dict, text). Out: the file appears un
 complete: written to a temporary sibling named after the writing process, flushed to disk (fsync), then
 `os.replace`d, and the folder entry synced too. Temporaries that a killed process left beside the same target are
 removed the next time it is written.
+
+A write that finds the disk full (or the file-size limit reached) is one line naming the path and the fix, with its
+temporary removed. A folder made once (`made_once`) records each file's size and a digest of its first and last MiB;
+a folder whose files no longer match (truncated by a copy, overwritten) is made again before anything reads it. A
+damaged JSON or Parquet file is refused in one line (`read_json`, `read_parquet`), never read as data.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -17,6 +25,33 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+
+from . import EsciError
+
+log = logging.getLogger("esci")
+# how Python, pyarrow, numpy's short writes, torch's stream writer and safetensors report a write the disk refused
+FULL = re.compile(r"No space left|File too large|FileTooLarge|StorageFull|Disk quota|\[Errno (27|28|122)\]|"
+                  r"file write failed|unexpected pos|requested and \d+ written")
+SAMPLED = 1 << 20  # bytes read from each end of a made-once file for its digest
+
+
+def disk_full(e: BaseException) -> bool:
+    """Whether `e` is a write that found the disk (or the file-size limit) full, as Python, pyarrow, torch and
+    safetensors report it."""
+    return (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)) or \
+        (isinstance(e, (OSError, RuntimeError)) and bool(FULL.search(str(e))))
+
+
+def full_disk_error(path, e: BaseException) -> EsciError:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return EsciError(f"{path}: no room to write it ({first[:120]}); fix: free space on that disk, or set OUTPUT_DIR "
+                     f"to a disk with room, and rerun (finished work is kept)")
+
+
+def damaged(path, e: BaseException | str) -> EsciError:
+    first = e if isinstance(e, str) else (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return EsciError(f"{path}: damaged ({first[:120]}); fix: delete it and rerun, the stage that wrote it makes it "
+                     f"again")
 
 
 def _alive(pid: int) -> bool:
@@ -70,11 +105,13 @@ def atomic_path(path: str | Path, is_dir: bool = False):
         else:
             os.replace(tmp, path)
         _fsync(path.parent)
-    except BaseException:
+    except BaseException as e:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+        if disk_full(e):
+            raise full_disk_error(path, e) from e
         raise
 
 
@@ -92,16 +129,58 @@ def exclusive(path: str | Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _digest(path: Path) -> list:
+    """[size, blake2b of the first and last MiB]: a truncated or overwritten end shows, at the cost of 2 MiB read."""
+    size = path.stat().st_size
+    h = hashlib.blake2b(digest_size=8)
+    with open(path, "rb") as f:
+        h.update(f.read(SAMPLED))
+        if size > SAMPLED:
+            f.seek(max(SAMPLED, size - SAMPLED))
+            h.update(f.read())
+    return [size, h.hexdigest()]
+
+
+def _files(folder: Path) -> dict:
+    return {str(f.relative_to(folder)): _digest(f) for f in sorted(folder.rglob("*"))
+            if f.is_file() and f.name != "meta.json"}
+
+
+def intact(folder: Path) -> str | None:
+    """None when every file of a made-once folder matches what was written; else what differs."""
+    try:
+        meta = read_json(folder / "meta.json")
+    except EsciError as e:
+        return str(e)
+    written = meta.get("_files") if isinstance(meta, dict) else None
+    if written is None:
+        return None  # made before digests were recorded
+    now = _files(folder)
+    for name, (size, digest) in written.items():
+        if name not in now:
+            return f"{name} is missing"
+        if now[name][0] != size:
+            return f"{name} is {now[name][0]} bytes, {size} were written"
+        if now[name][1] != digest:
+            return f"{name} was overwritten"
+    return None
+
+
 def made_once(folder: Path, build) -> bool:
-    """Make `folder` once: build(tmp) fills a temporary sibling and returns a summary, written last as meta.json;
-    then the folder appears whole. One process builds at a time; others wait for it and find it made. Returns
-    whether this call built it."""
+    """Make `folder` once: build(tmp) fills a temporary sibling and returns a summary, written last as meta.json
+    with each file's digest; then the folder appears whole. One process builds at a time; others wait for it and
+    find it made. A made folder whose files no longer match their digests is made again. Returns whether this
+    call built it."""
     folder = Path(folder)
     with exclusive(folder.parent / f".{folder.name}.lock"):
         if (folder / "meta.json").exists():
-            return False
+            problem = intact(folder)
+            if problem is None:
+                return False
+            log.warning("%s: damaged (%s); making it again", folder, problem)
         with atomic_path(folder, is_dir=True) as tmp:
-            write_json(build(tmp), tmp / "meta.json")
+            meta = build(tmp)
+            write_json({**meta, "_files": _files(tmp)} if isinstance(meta, dict) else meta, tmp / "meta.json")
     return True
 
 
@@ -122,4 +201,51 @@ def write_json(obj, path: str | Path) -> None:
 
 
 def read_json(path: str | Path):
-    return json.loads(Path(path).read_text())
+    try:
+        return json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise damaged(path, e) from e
+
+
+def load_torch(path: str | Path):
+    """torch.load (weights only, to the CPU); a truncated or overwritten file is one line (EsciError)."""
+    import pickle
+
+    import torch
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except FileNotFoundError:
+        raise
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
+        raise damaged(path, e) from e
+
+
+def read_parquet(path: str | Path, **kwargs) -> pd.DataFrame:
+    """pd.read_parquet; a truncated or overwritten file is one line (EsciError), not pyarrow's traceback."""
+    try:
+        return pd.read_parquet(path, **kwargs)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        if isinstance(e, EsciError):
+            raise
+        raise damaged(path, e) from e
+
+
+def hold_driver_lock(fd: int, folder: str, driver: str) -> None:
+    """Take the exclusive lock on `fd` (the driver's open OUTPUT_DIR/.driver.lock, inherited; the lock stays with
+    the driver's shell and its stages after this process exits) or say in one line who holds it, exit 2."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = Path(folder, ".driver.lock").read_text().strip() or "another driver"
+        raise SystemExit(f"{driver}: error: {holder} is running on OUTPUT_DIR={folder}; fix: wait for it to end, "
+                         f"or set OUTPUT_DIR to another folder") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{driver} (pid {os.getppid()}, started {pd.Timestamp.now():%Y-%m-%d %H:%M:%S})\n".encode())
+
+
+if __name__ == "__main__":  # python -m esci.io lock FD FOLDER DRIVER (src/stages.sh)
+    import sys
+    if sys.argv[1:2] == ["lock"] and len(sys.argv) == 5:
+        hold_driver_lock(int(sys.argv[2]), sys.argv[3], sys.argv[4])

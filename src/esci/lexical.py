@@ -26,7 +26,7 @@ from sklearn.feature_extraction.text import HashingVectorizer
 from tqdm.auto import tqdm
 
 from .features import _key, _strings, join_fields, product_chunks
-from .io import write_parquet
+from .io import read_parquet, write_parquet
 from .prepare import check_prepared
 from .provenance import data_identity
 
@@ -130,7 +130,7 @@ def lexical_features(cfg) -> pd.DataFrame:
     key = _key(["lexical", VERSION, data_identity(cfg)])
     path = cfg.features_root / f"lexical_{key}.parquet"
     if not path.exists():
-        ex = pd.read_parquet(cfg.data_root / "examples.parquet", columns=["example_id", "qidx", "query", "pidx"])
+        ex = read_parquet(cfg.data_root / "examples.parquet", columns=["example_id", "qidx", "query", "pidx"])
         queries = ex.drop_duplicates("qidx").sort_values("qidx")["query"].reset_index(drop=True)
         sides, brands, lengths = [], [], {f: [] for f in ("title", "description", "bullets", "brand", "color")}
         for chunk in product_chunks(cfg, list(lengths)):
@@ -144,4 +144,4 @@ def lexical_features(cfg) -> pd.DataFrame:
         write_parquet(table, path)
         log.info("lexical features %s: %d judgements", path.name, len(table))
         return table
-    return pd.read_parquet(path)
+    return read_parquet(path)

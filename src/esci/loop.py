@@ -32,7 +32,7 @@ from accelerate.utils import DistributedDataParallelKwargs, gather_object
 from tqdm.auto import tqdm
 
 from . import EsciError
-from .io import atomic_path
+from .io import atomic_path, load_torch
 
 log = logging.getLogger("esci")
 
@@ -202,9 +202,18 @@ class Loop:
                          "examples": 0}
 
     def resume(self) -> bool:
-        if not self.state_path.exists():
+        """Continue from state.pt where there is one; else start over, without the log of a run killed before its
+        first checkpoint. A damaged state.pt is a resume point lost, not an error: the run starts over."""
+        st = None
+        if self.state_path.exists():
+            try:
+                st = load_torch(self.state_path)
+            except EsciError as e:
+                log.warning("%s; starting over", e)
+        if st is None:
+            if self.acc.is_main_process:
+                self.log_path.unlink(missing_ok=True)
             return False
-        st = torch.load(self.state_path, weights_only=True, map_location="cpu")
         self.raw.load_state_dict(st["model"])
         self.opt.load_state_dict(st["optimizer"])
         self.sched.load_state_dict(st["scheduler"])

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import EsciError
+from .io import read_parquet
 from .provenance import check_fold
 
 
@@ -26,7 +27,7 @@ def load_member(mcfg, train: pd.DataFrame, test: pd.DataFrame):
                         f"{run_dir.name} on every fold first")
     for f in folds:
         check_fold(mcfg, f)
-    oof = pd.concat([pd.read_parquet(f / "oof.parquet") for f in folds], ignore_index=True)
+    oof = pd.concat([read_parquet(f / "oof.parquet") for f in folds], ignore_index=True)
     need = np.sort(train.example_id.to_numpy())
     oof = oof[oof.example_id.isin(need)].sort_values("example_id", kind="stable").reset_index(drop=True)
     dup = int(oof.example_id.duplicated().sum())
@@ -34,7 +35,7 @@ def load_member(mcfg, train: pd.DataFrame, test: pd.DataFrame):
         raise EsciError(f"{run_dir}: OOF must cover every scored training example once; {dup} duplicated, "
                          f"{len(need) - len(oof) + dup} missing; fix: use a member whose rows cover the task's "
                          f"(config key rows), or delete {run_dir} and retrain (the folds or the data changed)")
-    tests = pd.concat([pd.read_parquet(f / "test.parquet") for f in folds], ignore_index=True)
+    tests = pd.concat([read_parquet(f / "test.parquet") for f in folds], ignore_index=True)
     tests = tests[tests.example_id.isin(test.example_id)]
     counts = tests.groupby("example_id").size()
     if len(counts) != test.example_id.nunique() or (counts != n_folds).any():

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from . import EsciError
+from .io import load_torch
 from .tasks import HEADS
 
 log = logging.getLogger("esci")
@@ -75,7 +76,7 @@ class CrossEncoder(nn.Module):
 def seed_id_tables(model: nn.Module, vocabs: dict, path: Path) -> None:
     """Copy pre-trained brand/color rows into the fine-tuning model's ID embeddings, matched by normalized value
     (vocabs: brand / color -> {value: id}, the unit store's)."""
-    tables = torch.load(path, weights_only=True, map_location="cpu")
+    tables = load_torch(path)
     for name in ("brand", "color"):
         emb, t = getattr(model, name), tables[name]
         if t["weight"].shape[1] != emb.embedding_dim:

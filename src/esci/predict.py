@@ -28,7 +28,7 @@ from .config import Config
 from .data import EXAMPLES, TEXT_FIELDS, clean_text, load_esci
 from .encoder import load_encoder, load_tokenizer, takes_types
 from .features import memory_features
-from .io import atomic_path, read_json, write_json, write_parquet
+from .io import atomic_path, load_torch, read_json, write_json, write_parquet
 from .model import CrossEncoder
 from .tasks import outputs_frame, sub_prob
 
@@ -44,7 +44,7 @@ def export(fold_dir: Path, out: Path) -> Path:
         {"brand": {}, "color": {}}
     tokenizer = load_tokenizer(cfg.model_dir, cfg.encoders_root)
     model = _model(cfg, tokenizer, vocab, load_encoder(cfg.model_dir, len(tokenizer), cfg.encoders_root))
-    weights = torch.load(fold_dir / "best.pt", weights_only=True, map_location="cpu")
+    weights = load_torch(fold_dir / "best.pt")
     model.load_state_dict({k.replace("._orig_mod", ""): v for k, v in weights.items()})  # saved from a compiled run
     with atomic_path(out, is_dir=True) as tmp:
         encoder = getattr(model.encoder, "_orig_mod", model.encoder)

@@ -30,7 +30,7 @@ from . import EsciError
 from .config import ROOT
 from .data import EXAMPLES, PRODUCTS, SOURCES, TEXT_FIELDS, DataError, has_esci_files, load_esci
 from .folds import make_folds
-from .io import exclusive, read_json, write_json, write_parquet
+from .io import exclusive, read_json, read_parquet, write_json, write_parquet
 from .provenance import describe, file_digest, fingerprint
 from .sample import write_sample
 from .tasks import TASKS
@@ -189,7 +189,7 @@ def load_examples(cfg, subset: bool = True) -> pd.DataFrame:
     task and experiment sees the same rows): max_train_queries keeps the first training queries by id,
     max_test_rows the first test rows by example_id."""
     check_prepared(cfg)
-    ex = pd.read_parquet(cfg.data_root / "examples.parquet")
+    ex = read_parquet(cfg.data_root / "examples.parquet")
     if subset and (cfg.max_train_queries or cfg.max_test_rows):
         train, test = ex[ex.split.eq("train")], ex[ex.split.eq("test")]
         if cfg.max_train_queries:
@@ -208,7 +208,7 @@ def load_examples(cfg, subset: bool = True) -> pd.DataFrame:
 
 
 def load_products(cfg, columns: list[str] | None = None) -> pd.DataFrame:
-    return pd.read_parquet(cfg.data_root / "products.parquet", columns=columns)
+    return read_parquet(cfg.data_root / "products.parquet", columns=columns)
 
 
 def _split(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -38,7 +38,7 @@ from transformers import get_cosine_schedule_with_warmup
 from . import EsciError
 from .corpora import IGNORE, VERSION as CORPORA_VERSION, corpora
 from .encoder import check_fits, load_encoder, load_masked_lm, load_tokenizer
-from .io import atomic_path, read_json, write_json
+from .io import atomic_path, load_torch, read_json, write_json
 from .loop import EMA, Loop, adamw, batch_order, make_accelerator, seed_all, shard
 from .prepare import prepare
 from .provenance import begin, data_identity, fingerprint, record
@@ -257,7 +257,7 @@ def pretrain(cfg) -> dict:
         loop.record(-1, score, save_best)  # the starting point: "before" figures and the fallback weights
     progress = loop.run(cfg.pt_epochs, batches_for, loss_of, score, save_best, tag_of=lambda item: item.task)
 
-    raw.load_state_dict(torch.load(out / "best.pt", weights_only=True, map_location="cpu"))
+    raw.load_state_dict(load_torch(out / "best.pt"))
     if accelerator.is_main_process:
         encoder = raw.encoder._orig_mod if hasattr(raw.encoder, "_orig_mod") else raw.encoder
         with atomic_path(out / "encoder", is_dir=True) as tmp:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import SHARED_DIRS
-from .io import read_json, write_csv
+from .io import read_json, read_parquet, write_csv
 from .prepare import task_rows
 from .tasks import HEADS, METRIC_NAME, task_metric
 
@@ -23,7 +23,7 @@ from .tasks import HEADS, METRIC_NAME, task_metric
 def _experiment(run: Path, folds: list[Path], examples: pd.DataFrame) -> dict:
     metrics = [read_json(f) for f in folds]
     first = metrics[0]
-    oof = pd.concat([pd.read_parquet(f.parent / "oof.parquet") for f in folds if (f.parent / "oof.parquet").exists()])
+    oof = pd.concat([read_parquet(f.parent / "oof.parquet") for f in folds if (f.parent / "oof.parquet").exists()])
     row = {"kind": "experiment", "name": run.name, "encoder": run.parent.name, "task": first["task"],
            "head": first["head"], "folds": len(metrics),
            "fold_cv": "/".join(f"{m.get(METRIC_NAME[first['task']], float('nan')):.4f}" for m in metrics),
@@ -54,7 +54,7 @@ def _blend(run: Path) -> dict:
 
 
 def collect(cfg) -> pd.DataFrame:
-    examples = pd.read_parquet(cfg.data_root / "examples.parquet")
+    examples = read_parquet(cfg.data_root / "examples.parquet")
     rows = []
     for encoder in sorted(d for d in cfg.profile_dir.iterdir() if d.is_dir() and d.name not in SHARED_DIRS):
         for run in sorted(d for d in encoder.iterdir() if d.is_dir()):

@@ -28,9 +28,7 @@ about half a minute on 2 cores with a peak RSS of about 1.2 GiB.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import html
-import os
 import re
 import time
 from pathlib import Path
@@ -42,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .data import EXAMPLES, PRODUCTS, SOURCES
+from .io import atomic_path
 
 NOISE_FILE = "sample_label_noise.csv"
 LOCALES = ("us", "es", "jp")
@@ -365,21 +364,6 @@ EXAMPLE_SCHEMA = pa.schema([("example_id", pa.int64()), ("query", pa.string()), 
 PRODUCT_SCHEMA = pa.schema([(c, pa.string()) for c in (
     "product_id", "product_title", "product_description", "product_bullet_point", "product_brand", "product_color",
     "product_locale")])
-
-
-@contextlib.contextmanager
-def _atomic(path: Path):
-    """A temporary sibling path that replaces `path` on success and is removed on error (as esci.io.atomic_path,
-    without importing torch, so the command line starts fast)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
 
 
 def _rng(seed: int, *stream: int) -> np.random.Generator:
@@ -901,7 +885,7 @@ class _Sample:
 
 
 def _write_parquet(tables, path: Path, schema: pa.Schema, dictionary: list[str]) -> None:
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         with pq.ParquetWriter(tmp, schema, compression="snappy", use_dictionary=dictionary) as writer:
             for table in tables:
                 writer.write_table(table, row_group_size=len(table))
@@ -922,7 +906,7 @@ def write_sample(data_dir: str | Path, n_queries: int = 300, seed: int = 0, nois
     _write_parquet(s.product_tables(), data_dir / PRODUCTS, PRODUCT_SCHEMA,
                    ["product_brand", "product_color", "product_locale"])
     for frame, name in ((s.sources(), SOURCES), (s.noise_frame(), NOISE_FILE)):
-        with _atomic(data_dir / name) as tmp:
+        with atomic_path(data_dir / name) as tmp:
             frame.to_csv(tmp, index=False)
     _write_parquet(s.example_tables(), data_dir / EXAMPLES, EXAMPLE_SCHEMA,
                    ["query", "product_locale", "esci_label", "split"])

@@ -22,7 +22,7 @@ import pandas as pd
 
 from . import LABEL_NAMES, EsciError
 from .metrics import f1_report, ndcg_report
-from .io import write_csv
+from .io import read_parquet, write_csv
 
 COLUMNS = {1: ["query_id", "product_id"], 2: ["example_id", "esci_label"], 3: ["example_id", "substitute_label"]}
 ALLOWED = {2: set(LABEL_NAMES.values()), 3: {"substitute", "no_substitute"}}
@@ -118,7 +118,7 @@ def labelled_test(cfg, test: pd.DataFrame) -> pd.DataFrame | None:
     path = cfg.data_root / "test_labels.parquet"
     if not path.exists():
         return None
-    return test.merge(pd.read_parquet(path), on="example_id", validate="one_to_one")
+    return test.merge(read_parquet(path), on="example_id", validate="one_to_one")
 
 
 def score(task: int, path: str | Path, labelled: pd.DataFrame) -> dict:

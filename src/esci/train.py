@@ -28,7 +28,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from .encoder import check_fits, load_encoder, load_tokenizer
 from .features import Features, features_for, token_store, unit_store
-from .io import atomic_path, read_json, write_json, write_parquet
+from .io import atomic_path, load_torch, read_json, read_parquet, write_json, write_parquet
 from .loop import EMA, Loop, adamw, batch_order, make_accelerator, seed_all, shard
 from .metrics import f1_report, ndcg_report
 from .model import CrossEncoder, seed_id_tables
@@ -163,7 +163,7 @@ def _setup(cfg, fold: int) -> Setup:
     fit = train[train.fold != fold].reset_index(drop=True)
     val = train[train.fold == fold].reset_index(drop=True)
     if cfg.exclude_from:
-        issues = pd.read_parquet(cfg.run_root / cfg.exclude_from / "label_issues.parquet")
+        issues = read_parquet(cfg.run_root / cfg.exclude_from / "label_issues.parquet")
         dropped = fit.example_id.isin(issues.example_id)
         log.info("fold %d: %d training rows dropped as label issues (from %s)", fold, int(dropped.sum()),
                  cfg.exclude_from)
@@ -256,7 +256,7 @@ def train_fold(cfg, fold: int) -> dict:
     progress = loop.run(epochs, batches_for, loss_of, evaluate, save_best, after_backward=fgm)
 
     # predictions from the best weights, on every process's share, written by the main process
-    raw.load_state_dict(torch.load(out / "best.pt", weights_only=True, map_location="cpu"))
+    raw.load_state_dict(load_torch(out / "best.pt"))
     test_out = outputs_frame(cfg.head, test.example_id.to_numpy(),
                              predict(model, feats["test"], cfg, accelerator, "test"))
     metrics = {"fold": fold, "task": cfg.task, "head": cfg.head, "rows": cfg.rows, "train_rows": len(fit),
