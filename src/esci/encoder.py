@@ -36,13 +36,13 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertModel
 
 from . import EsciError
-from .io import made_once, read_json, write_json
+from .io import damaged, made_once, read_json, write_json
 
 log = logging.getLogger("esci")
 
@@ -300,6 +300,8 @@ def _from_pretrained(cls, path: Path, **kwargs):
     hf_logging.set_verbosity_error()
     try:
         model, info = cls.from_pretrained(str(path), use_safetensors=True, output_loading_info=True, **kwargs)
+    except SafetensorError as e:  # a truncated or overwritten weights file
+        raise damaged(next(iter(sorted(path.glob("*.safetensors"))), path), e) from e
     finally:
         hf_logging.set_verbosity(level)
     missing = sorted(info.get("missing_keys") or ()) + sorted(str(k) for k in info.get("mismatched_keys") or ())

@@ -48,10 +48,18 @@ def full_disk_error(path, e: BaseException) -> EsciError:
                      f"to a disk with room, and rerun (finished work is kept)")
 
 
+MARKERS = ("metrics.json", "fingerprint.json", "summary.json", "meta.json")  # what makes a folder one result
+
+
 def damaged(path, e: BaseException | str) -> EsciError:
+    """One line for a file that cannot be read: the fix deletes the result it belongs to (the nearest folder with a
+    result's marker: a fold, a pre-training run, the prepared data), or the file itself where it stands alone."""
+    path = Path(path)
     first = e if isinstance(e, str) else (str(e).strip().splitlines() or [type(e).__name__])[0]
-    return EsciError(f"{path}: damaged ({first[:120]}); fix: delete it and rerun, the stage that wrote it makes it "
-                     f"again")
+    owner = next((d for d in [path.parent, *path.parent.parents][:3] if any((d / m).exists() for m in MARKERS)),
+                 None)
+    what = f"delete {owner}" if owner else "delete it"
+    return EsciError(f"{path}: damaged ({first[:120]}); fix: {what} and rerun, the stage that made it makes it again")
 
 
 def _alive(pid: int) -> bool:
