@@ -46,11 +46,13 @@ def limited(limit: int, code: str) -> subprocess.CompletedProcess:
                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
 
 
-@pytest.mark.parametrize("writer", ["parquet", "torch", "numpy"])
+@pytest.mark.parametrize("writer", ["parquet", "torch", "numpy", "safetensors"])
 def test_a_full_disk_is_one_line_naming_the_path_and_nothing_is_left(tmp_path, writer):
     write = {"parquet": "write_parquet(pd.DataFrame({'a': np.arange(100000)}), out)",
              "torch": "import torch\nwith atomic_path(out) as t: torch.save(torch.zeros(100000), t)",
-             "numpy": "with atomic_path(out) as t, open(t, 'wb') as f: np.save(f, np.zeros(100000))"}[writer]
+             "numpy": "with atomic_path(out) as t, open(t, 'wb') as f: np.save(f, np.zeros(100000))",
+             "safetensors": "from safetensors.numpy import save_file\nwith atomic_path(out) as t: "
+                            "save_file({'a': np.zeros(100000)}, str(t))"}[writer]
     code = (f"import numpy as np, pandas as pd\nfrom esci.cli import run_stage\nfrom esci.io import atomic_path, "
             f"write_parquet\nout = {str(tmp_path / 'x.bin')!r}\ndef fn(cfg):\n    " + write.replace("\n", "\n    ") +
             "\nrun_stage('stage', 'doc', fn, [])")
@@ -101,7 +103,7 @@ def test_damaged_files_are_refused_in_one_line(tmp_path):
 def test_a_second_driver_on_the_same_output_folder_is_refused_in_one_line(tmp_path):
     """The lock is taken by a short-lived child on the shell's descriptor and stays held by the shell."""
     lock = (f"exec 9>>{tmp_path}/.driver.lock; {sys.executable} -m esci.io lock 9 {tmp_path} run_task1.sh || exit 2")
-    first = subprocess.Popen(["bash", "-c", f"{lock}; echo held; sleep 30"], stdout=subprocess.PIPE, text=True,
+    first = subprocess.Popen(["bash", "-c", f"{lock}; echo held; exec sleep 30"], stdout=subprocess.PIPE, text=True,
                              env={**os.environ, "PYTHONPATH": "src"})
     try:
         assert first.stdout.readline().strip() == "held"

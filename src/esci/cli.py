@@ -60,7 +60,7 @@ def run_stage(name: str, doc: str, fn, argv: list[str] | None = None) -> None:
             raise
         print(f"{name}: error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
-    except (OSError, RuntimeError) as e:  # a write outside esci.io's helpers that found the disk full
+    except Exception as e:  # a write outside esci.io's helpers that found the disk full
         if debug or not disk_full(e):
             raise
         print(f"{name}: error: {full_disk_error(getattr(e, 'filename', None) or 'OUTPUT_DIR', e)}", file=sys.stderr,

@@ -42,7 +42,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertModel
 
 from . import EsciError
-from .io import damaged, made_once, read_json, write_json
+from .io import damaged, made_once, write_json
 
 log = logging.getLogger("esci")
 
@@ -195,7 +195,10 @@ def _convert(src: Path, files: list[Path], tmp: Path) -> dict:
         del state, tensors
     index = src / "pytorch_model.bin.index.json"
     if index.exists():
-        meta = read_json(index)
+        try:
+            meta = json.loads(index.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:  # the user's file: no stage makes it again
+            raise EsciError(f"{index}: not valid JSON ({e}); {FIX_DOWNLOAD}") from None
         write_json({"metadata": meta.get("metadata", {}), "weight_map": names}, tmp / "model.safetensors.index.json")
     tokenizer = _tokenizer_from(src)
     tokenizer.save_pretrained(tmp)
@@ -286,8 +289,11 @@ def check_fits(cfg, tokenizer, *length_keys: str) -> None:
 def _safetensors_keys(path: Path) -> set:
     keys = set()
     for f in path.glob("*.safetensors"):
-        with safe_open(f, "pt") as st:
-            keys.update(st.keys())
+        try:
+            with safe_open(f, "pt") as st:
+                keys.update(st.keys())
+        except SafetensorError as e:  # truncated or overwritten
+            raise damaged(f, e) from e
     # very old checkpoints name LayerNorm's parameters gamma and beta (transformers renames them on load)
     return {re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", k)) for k in keys}
 

@@ -39,7 +39,7 @@ def disk_full(e: BaseException) -> bool:
     """Whether `e` is a write that found the disk (or the file-size limit) full, as Python, pyarrow, torch and
     safetensors report it."""
     return (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)) or \
-        (isinstance(e, (OSError, RuntimeError)) and bool(FULL.search(str(e))))
+        (isinstance(e, Exception) and bool(FULL.search(str(e))))  # safetensors' errors are plain Exceptions
 
 
 def full_disk_error(path, e: BaseException) -> EsciError:
@@ -222,9 +222,7 @@ def load_torch(path: str | Path):
     import torch
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
-    except FileNotFoundError:
-        raise
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:  # not OSError: a read that failed
         raise damaged(path, e) from e
 
 
