@@ -174,7 +174,7 @@ def load_config(*sources: str | Path, overrides: list[str] = ()) -> Config:
     for key, env, default in (("data_dir", "DATA_DIR", str(ROOT / "input")),
                               ("output_dir", "OUTPUT_DIR", str(ROOT / "output")), ("model_dir", "MODEL_DIR", "")):
         if not cfg[key]:
-            cfg[key] = os.environ.get(env, default)
+            cfg[key] = os.environ.get(env) or default
     for key in ("data_dir", "output_dir"):
         if not Path(cfg[key]).is_absolute() and not (key == "data_dir" and cfg[key] == "sample"):
             cfg[key] = str((Path.cwd() / cfg[key]).resolve())
