@@ -86,6 +86,28 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
     np.testing.assert_allclose(oa.p_E, ob.p_E, atol=1e-5)
     again = run_fold(a)
     assert "complete; skipping" in again.stderr
+    # an encoder loaded from its folder (from_pretrained leaves it in eval mode), killed where an epoch ends and
+    # resumed: the same result as a run never stopped, dropout on in every epoch of both
+    import families
+    enc = families.build("bert", families.sample_text(tmp_path / "a/cpu/sample_data"), tmp_path / "enc")
+    runs = {}
+    for d in ("d", "e"):
+        runs[d] = args(tmp_path / d, "name=r", "save_every=0", "fold=1", "ema=True", f"model_dir={enc}")
+        assert run_fold(runs[d], stage="01_prepare.py").returncode == 0
+    assert run_fold(runs["e"]).returncode == 0
+    me = json.loads((tmp_path / "e/cpu/enc/r/fold1/metrics.json").read_text())
+    assert run_fold(runs["d"], {"ESCI_FAIL_AT_STEP": str(me["steps"] // 2)}).returncode == 3
+    resumed = run_fold(runs["d"])
+    assert resumed.returncode == 0 and "resumed at epoch 1" in resumed.stderr, resumed.stderr[-2000:]
+    od, oe = (pd.read_parquet(tmp_path / d / "cpu/enc/r/fold1/oof.parquet") for d in "de")
+    np.testing.assert_allclose(od.p_E, oe.p_E, atol=1e-5)
+    # the second epoch trained alike (the kept weights may be the first epoch's): its loss and its evaluation
+    logs = [[json.loads(line) for line in (tmp_path / d / "cpu/enc/r/fold1/train_log.jsonl").read_text().splitlines()]
+            for d in "de"]
+    second = [[(e.get("loss"), e.get("eval", {}).get("task2_micro_f1")) for e in log if e["epoch"] == 1]
+              for log in logs]
+    assert len(second[0]) == 2 and np.allclose(np.array(second[0], float), np.array(second[1], float), atol=1e-6,
+                                               equal_nan=True), second
     # a resume checkpoint damaged after the kill is dropped: the fold starts over, to the same result
     c = args(tmp_path / "c", "name=r", "save_every=4", "fold=1", "ema=True", "rdrop=True")
     assert run_fold(c, stage="01_prepare.py").returncode == 0

@@ -297,6 +297,9 @@ class Loop:
         after_backward(batch) adds gradients on the same batch (FGM) and may return more terms."""
         acc, p = self.acc, self.progress
         clock = time.perf_counter()
+        # dropout on from the first step: from_pretrained leaves an encoder in eval mode, and the first evaluation
+        # (which ends in train()) used to switch it on mid-run, so a run resumed after it trained otherwise
+        self.model.train()
         for epoch in range(p["epoch"], epochs):
             batches = batches_for(epoch)
             if self.max_steps:  # the epoch's batches cut to the steps left when it began (the same on resume)

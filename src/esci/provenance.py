@@ -27,6 +27,10 @@ RUN_ONLY = {"profile", "name", "fold", "force", "data_dir", "output_dir", "threa
 # keys added after CODE_VERSION 2, with their defaults: a fingerprint holds them only when set, so that results made
 # before them stay valid
 LATER_KEYS = {"train_seed": 0, "max_train_examples": 0, "max_steps": 0, "pt_max_steps": 0}
+# what the training loop makes from the same inputs: 2 = dropout on from the first step (before, an encoder read with
+# from_pretrained trained without it until its first evaluation); fine-tuned folds and pre-training runs made before
+# it are made from other code
+LOOP_VERSION = 2
 FIX = "fix: give this run another name=..., or add --force (drivers: OVERRIDES=\"force=True\") to redo it"
 
 
@@ -113,7 +117,7 @@ def pretrained_dir(cfg) -> Path | None:
 
 def fold_fingerprint(cfg) -> dict:
     """What a fine-tuned fold of cfg is made from: its config, the data, the pre-training run, the label issues."""
-    inputs = {"data": data_identity(cfg)}
+    inputs = {"data": data_identity(cfg), "loop": LOOP_VERSION}
     if cfg.init_from:
         inputs["init_from"] = digest(read_json(pretrained_dir(cfg) / "fingerprint.json"))
     if cfg.exclude_from:
