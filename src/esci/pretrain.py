@@ -41,7 +41,7 @@ from .encoder import check_fits, load_encoder, load_masked_lm, load_tokenizer
 from .io import atomic_path, load_torch, read_json, write_json
 from .loop import EMA, Loop, adamw, batch_order, make_accelerator, seed_all, shard
 from .prepare import prepare
-from .provenance import LOOP_VERSION, begin, data_identity, fingerprint, record
+from .provenance import begin, data_identity, fingerprint, record
 
 log = logging.getLogger("esci")
 
@@ -173,7 +173,7 @@ def pretrain_fingerprint(cfg) -> dict:
                         f"values (unknown: {sorted(unknown)}); fix: e.g. pt_weights={{'mlm': 1.0, 'p2q': 2.0}}")
     prepare(cfg)
     return fingerprint(cfg, PRETRAIN_KEYS + [k for k in cfg if k.startswith("pt_")], data=data_identity(cfg),
-                       corpora=CORPORA_VERSION, mlm_head=MLM_HEAD, loop=LOOP_VERSION)
+                       corpora=CORPORA_VERSION, mlm_head=MLM_HEAD)
 
 
 def pretrain(cfg) -> dict:

@@ -27,9 +27,9 @@ RUN_ONLY = {"profile", "name", "fold", "force", "data_dir", "output_dir", "threa
 # keys added after CODE_VERSION 2, with their defaults: a fingerprint holds them only when set, so that results made
 # before them stay valid
 LATER_KEYS = {"train_seed": 0, "max_train_examples": 0, "max_steps": 0, "pt_max_steps": 0}
-# what the training loop makes from the same inputs: 2 = dropout on from the first step (before, an encoder read with
-# from_pretrained trained without it until its first evaluation); fine-tuned folds and pre-training runs made before
-# it are made from other code
+# what fine-tuning's loop makes from the same inputs: 2 = dropout on from the first step (before, an encoder read with
+# from_pretrained trained without it until its first evaluation); folds made before it are made from other code.
+# Pre-training evaluates before its first step, which switched dropout on: its runs are unchanged
 LOOP_VERSION = 2
 FIX = "fix: give this run another name=..., or add --force (drivers: OVERRIDES=\"force=True\") to redo it"
 
