@@ -225,8 +225,8 @@ DISK_FULL = [("prepare", ["cpu/*"], 40 * 1024),
              ("fold-training", ["cpu/tiny/t1_a_clean/fold1", "cpu/tiny/blend_t1", "cpu/tiny/submissions"], 64 * 1024),
              ("label cleaning", ["cpu/tiny/t1_a/clean_report.json", "cpu/tiny/t1_a/label_issues.parquet",
                                  "cpu/tiny/t1_a_clean", "cpu/tiny/blend_t1", "cpu/tiny/submissions"], 2 * 1024),
-             ("lexical features, blend and stack", ["cpu/features/lexical_*", "cpu/tiny/blend_t1", "cpu/tiny/submissions"],
-              8 * 1024),
+             ("lexical features, blend and stack",
+              ["cpu/features/lexical_*", "cpu/tiny/blend_t1", "cpu/tiny/submissions"], 8 * 1024),
              ("submission", ["cpu/tiny/submissions", "cpu/tiny/blend_t1/test_score.json"], 1024)]
 
 

@@ -30,7 +30,7 @@ from .config import encoder_name
 from .encoder import content_key, load_encoder, load_tokenizer, model_config, ready, takes_types, weight_files
 from .features import (_encoder, _strings, assemble, join_fields, made_once, pair_template, product_chunks,
                        tokenizer_fingerprint)
-from .io import damaged, read_parquet
+from .io import read_parquet, reading
 from .prepare import check_prepared
 from .provenance import data_identity
 
@@ -64,12 +64,8 @@ def _rows(cfg, field: str) -> int:
     if field == "query":
         return int(read_parquet(cfg.data_root / "examples.parquet", columns=["qidx"]).qidx.nunique())
     path = cfg.data_root / "products.parquet"
-    try:
+    with reading(path):
         return pq.ParquetFile(path).metadata.num_rows
-    except (OSError, ValueError) as e:  # pyarrow's errors for a truncated or overwritten file
-        if isinstance(e, FileNotFoundError):
-            raise
-        raise damaged(path, e) from e
 
 
 class Embedder:

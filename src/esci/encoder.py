@@ -42,7 +42,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertModel
 
 from . import EsciError
-from .io import damaged, made_once, write_json
+from .io import damaged, first_line, made_once, write_json
 
 log = logging.getLogger("esci")
 
@@ -152,12 +152,6 @@ def content_key(path: Path, files: list[Path]) -> str:
     return _content_key(tuple(map(str, files)), tuple((f.stat().st_size, f.stat().st_mtime_ns) for f in files))
 
 
-def _first_line(e: Exception) -> str:
-    """An exception's first line of message (its class name where it has none), at most 200 characters."""
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:200]
-
-
 def _read_bin(f: Path) -> dict:
     try:
         try:
@@ -165,7 +159,7 @@ def _read_bin(f: Path) -> dict:
         except RuntimeError:  # the legacy (pre-zip) format cannot be memory-mapped
             state = torch.load(f, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure to read is the same one line
-        raise EsciError(f"{f}: cannot be read as PyTorch weights with weights_only=True ({_first_line(e)}); "
+        raise EsciError(f"{f}: cannot be read as PyTorch weights with weights_only=True ({first_line(e)}); "
                         f"{FIX_DOWNLOAD}, or its model.safetensors") from None
     if not isinstance(state, dict):
         raise EsciError(f"{f}: holds a {type(state).__name__}, not a state dict of weights; {FIX_DOWNLOAD}")
@@ -233,7 +227,7 @@ def _tokenizer_from(path: Path):
     try:
         return AutoTokenizer.from_pretrained(str(path))
     except Exception as e:  # noqa: BLE001 - transformers raises many kinds; the user gets one line
-        raise EsciError(f"{path}: its tokenizer does not load ({type(e).__name__}: {_first_line(e)}); fix: "
+        raise EsciError(f"{path}: its tokenizer does not load ({type(e).__name__}: {first_line(e)}); fix: "
                         f"download the tokenizer files of the same checkpoint ({', '.join(TOKENIZER_FILES)}) into "
                         f"it") from None
 
@@ -251,7 +245,7 @@ def model_config(model_dir: str, root: Path | None = None):
     try:
         return AutoConfig.from_pretrained(str(path))
     except (ValueError, KeyError, OSError) as e:
-        raise EsciError(f"{path}/config.json: transformers cannot read it ({_first_line(e)}); fix: a config.json of "
+        raise EsciError(f"{path}/config.json: transformers cannot read it ({first_line(e)}); fix: a config.json of "
                         f"a model type transformers knows ({', '.join(FAMILIES)})") from None
 
 

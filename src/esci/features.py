@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from . import LOCALES, EsciError
 from .data import TEXT_FIELDS
 from .encoder import encoder_dir, model_config, takes_types
-from .io import damaged, made_once as build_once, read_json, read_parquet
+from .io import made_once as build_once, read_json, read_parquet, reading
 from .prepare import check_prepared, load_products
 
 log = logging.getLogger("esci")
@@ -135,16 +135,10 @@ class ArrayWriter:
 def product_chunks(cfg, columns: list[str]):
     """The prepared catalog's columns as {name: Arrow array}, PRODUCT_CHUNK rows at a time."""
     path = cfg.data_root / "products.parquet"
-    try:
-        pf = pq.ParquetFile(path)
-        batches = pf.iter_batches(batch_size=PRODUCT_CHUNK, columns=columns)
-        for batch in batches:
+    with reading(path):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=PRODUCT_CHUNK, columns=columns):
             yield {name: batch.column(name) for name in columns}
             pa.default_memory_pool().release_unused()
-    except (OSError, ValueError) as e:  # pyarrow's errors for a truncated or overwritten file
-        if isinstance(e, (FileNotFoundError, EsciError)):
-            raise
-        raise damaged(path, e) from e
 
 
 def _load(folder: Path, name: str) -> np.ndarray:

@@ -42,10 +42,15 @@ def disk_full(e: BaseException) -> bool:
         (isinstance(e, Exception) and bool(FULL.search(str(e))))  # safetensors' errors are plain Exceptions
 
 
+def first_line(e: BaseException, width: int = 200) -> str:
+    """An exception's first line of message (its class name where it has none), at most `width` characters."""
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:width]
+
+
 def full_disk_error(path, e: BaseException) -> EsciError:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return EsciError(f"{path}: no room to write it ({first[:120]}); fix: free space on that disk, or set OUTPUT_DIR "
-                     f"to a disk with room, and rerun (finished work is kept)")
+    return EsciError(f"{path}: no room to write it ({first_line(e, 120)}); fix: free space on that disk, or set "
+                     f"OUTPUT_DIR to a disk with room, and rerun (finished work is kept)")
 
 
 MARKERS = ("metrics.json", "fingerprint.json", "summary.json", "meta.json")  # what makes a folder one result
@@ -55,7 +60,7 @@ def damaged(path, e: BaseException | str) -> EsciError:
     """One line for a file that cannot be read: the fix deletes the result it belongs to (the nearest folder with a
     result's marker: a fold, a pre-training run, the prepared data), or the file itself where it stands alone."""
     path = Path(path)
-    first = e if isinstance(e, str) else (str(e).strip().splitlines() or [type(e).__name__])[0]
+    first = e if isinstance(e, str) else first_line(e, 120)
     owner = next((d for d in [path.parent, *path.parent.parents][:3] if any((d / m).exists() for m in MARKERS)),
                  None)
     what = f"delete {owner}" if owner else "delete it"
@@ -226,16 +231,22 @@ def load_torch(path: str | Path):
         raise damaged(path, e) from e
 
 
-def read_parquet(path: str | Path, **kwargs) -> pd.DataFrame:
-    """pd.read_parquet; a truncated or overwritten file is one line (EsciError), not pyarrow's traceback."""
+@contextlib.contextmanager
+def reading(path: str | Path):
+    """A block that reads the Parquet file `path` with pyarrow: its errors for a truncated or overwritten file are
+    one line (EsciError); a missing file stays FileNotFoundError."""
     try:
-        return pd.read_parquet(path, **kwargs)
-    except FileNotFoundError:
-        raise
+        yield
     except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
-        if isinstance(e, EsciError):
+        if isinstance(e, (FileNotFoundError, EsciError)):
             raise
         raise damaged(path, e) from e
+
+
+def read_parquet(path: str | Path, **kwargs) -> pd.DataFrame:
+    """pd.read_parquet; a truncated or overwritten file is one line (EsciError), not pyarrow's traceback."""
+    with reading(path):
+        return pd.read_parquet(path, **kwargs)
 
 
 def hold_driver_lock(fd: int, folder: str, driver: str) -> None:
