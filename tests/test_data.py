@@ -104,6 +104,26 @@ def test_prepared_tables_follow_file_content_not_file_times(tmp_path, sample_dir
         check_prepared(cfg)
 
 
+@pytest.mark.parametrize("damage", ["truncate", "tail"])
+def test_a_damaged_prepared_table_is_refused_by_readers_and_made_again_by_prepare(tmp_path, sample_dir, damage):
+    import shutil
+    from esci import EsciError
+    from esci.config import load_config
+    from esci.prepare import check_prepared, prepare
+    data = tmp_path / "data"
+    shutil.copytree(sample_dir, data)
+    cfg = load_config("configs/cpu.py", overrides=[f"output_dir={tmp_path}/out", f"data_dir={data}"])
+    prepare(cfg)
+    table = cfg.data_root / "examples.parquet"
+    good, frame = table.read_bytes(), pd.read_parquet(table)
+    table.write_bytes(good[: len(good) // 2] if damage == "truncate" else good[:-8] + b"\0" * 8)
+    with pytest.raises(EsciError, match=r"prepared tables damaged \(examples.parquet .*\); fix: run src/01_prepare"):
+        check_prepared(cfg)
+    prepare(cfg)
+    check_prepared(cfg)
+    assert pd.read_parquet(table).equals(frame)
+
+
 def test_two_ranks_preparing_at_once_make_the_tables_once(tmp_path, monkeypatch):
     """The ranks of a distributed launch all call prepare: one makes the sample and the tables, the others wait and
     find them complete (they used to read the sample while another rank was writing it)."""

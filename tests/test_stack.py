@@ -117,6 +117,15 @@ def test_lexical_features_are_made_once_per_data_set(prepared):
     assert lexical_features(cfg.replace(name="other", task=1)).equals(first) and stores[0].stat().st_mtime_ns == stamp
 
 
+def test_a_damaged_lexical_store_is_made_again(prepared):
+    cfg, _ = prepared
+    first = lexical_features(cfg)
+    store, = cfg.features_root.glob("lexical_*.parquet")
+    store.write_bytes(store.read_bytes()[:100])
+    assert lexical_features(cfg).equals(first)
+    assert pd.read_parquet(store).equals(first)
+
+
 def test_group_features_rank_and_gaps_within_each_query():
     frame = pd.DataFrame({"score": [0.1, 0.5, 0.3, 2.0, 1.0]})
     g = group_features(frame, np.array([7, 7, 7, 9, 9]), ["score"])

@@ -154,9 +154,25 @@ def _digest(path: Path) -> list:
     return [size, h.hexdigest()]
 
 
-def _files(folder: Path) -> dict:
-    return {str(f.relative_to(folder)): _digest(f) for f in sorted(folder.rglob("*"))
+def file_digests(folder: Path, pattern: str = "*") -> dict:
+    """{relative name: _digest} of the files under `folder` matching `pattern` (meta.json aside)."""
+    return {str(f.relative_to(folder)): _digest(f) for f in sorted(folder.rglob(pattern))
             if f.is_file() and f.name != "meta.json"}
+
+
+def changed(folder: Path, written: dict | None) -> str | None:
+    """None when each file of `written` ({name: [size, digest]}, from file_digests) still matches; else what
+    differs. None for written=None (made before digests were recorded)."""
+    for name, (size, digest) in (written or {}).items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        now = _digest(path)
+        if now[0] != size:
+            return f"{name} is {now[0]} bytes, {size} were written"
+        if now[1] != digest:
+            return f"{name} was overwritten"
+    return None
 
 
 def intact(folder: Path) -> str | None:
@@ -165,18 +181,7 @@ def intact(folder: Path) -> str | None:
         meta = read_json(folder / "meta.json")
     except EsciError as e:
         return str(e)
-    written = meta.get("_files") if isinstance(meta, dict) else None
-    if written is None:
-        return None  # made before digests were recorded
-    now = _files(folder)
-    for name, (size, digest) in written.items():
-        if name not in now:
-            return f"{name} is missing"
-        if now[name][0] != size:
-            return f"{name} is {now[name][0]} bytes, {size} were written"
-        if now[name][1] != digest:
-            return f"{name} was overwritten"
-    return None
+    return changed(folder, meta.get("_files") if isinstance(meta, dict) else None)
 
 
 def made_once(folder: Path, build) -> bool:
@@ -193,7 +198,7 @@ def made_once(folder: Path, build) -> bool:
             log.warning("%s: damaged (%s); making it again", folder, problem)
         with atomic_path(folder, is_dir=True) as tmp:
             meta = build(tmp)
-            write_json({**meta, "_files": _files(tmp)} if isinstance(meta, dict) else meta, tmp / "meta.json")
+            write_json({**meta, "_files": file_digests(tmp)} if isinstance(meta, dict) else meta, tmp / "meta.json")
     return True
 
 

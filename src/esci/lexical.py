@@ -26,6 +26,7 @@ from sklearn.feature_extraction.text import HashingVectorizer
 from tqdm.auto import tqdm
 
 from .features import _key, _strings, join_fields, product_chunks
+from . import EsciError
 from .io import read_parquet, write_parquet
 from .prepare import check_prepared
 from .provenance import data_identity
@@ -125,23 +126,28 @@ def compute(queries: pd.Series, title_side: list[str], brands: list[str], field_
 
 
 def lexical_features(cfg) -> pd.DataFrame:
-    """example_id and FEATURES of every prepared judgement: read from the store, or made once and stored."""
+    """example_id and FEATURES of every prepared judgement: read from the store, or made once and stored (and made
+    again where the stored file no longer reads)."""
     check_prepared(cfg)
     key = _key(["lexical", VERSION, data_identity(cfg)])
     path = cfg.features_root / f"lexical_{key}.parquet"
-    if not path.exists():
-        ex = read_parquet(cfg.data_root / "examples.parquet", columns=["example_id", "qidx", "query", "pidx"])
-        queries = ex.drop_duplicates("qidx").sort_values("qidx")["query"].reset_index(drop=True)
-        sides, brands, lengths = [], [], {f: [] for f in ("title", "description", "bullets", "brand", "color")}
-        for chunk in product_chunks(cfg, list(lengths)):
-            sides += join_fields(chunk, ["title", "brand", "color"], " ").to_pylist()
-            brands += _strings(chunk["brand"]).to_pylist()
-            for f in lengths:
-                lengths[f].append(_lengths(chunk[f]))
-        lengths = {f: np.concatenate(v) for f, v in lengths.items()}
-        feats = compute(queries, sides, brands, lengths, ex.qidx.to_numpy(), ex.pidx.to_numpy())
-        table = pd.DataFrame({"example_id": ex.example_id.to_numpy(), **{f: feats[f] for f in FEATURES}})
-        write_parquet(table, path)
-        log.info("lexical features %s: %d judgements", path.name, len(table))
-        return table
-    return read_parquet(path)
+    if path.exists():
+        try:
+            return read_parquet(path)
+        except EsciError as e:
+            log.warning("%s; making it again", e)
+            path.unlink()
+    ex = read_parquet(cfg.data_root / "examples.parquet", columns=["example_id", "qidx", "query", "pidx"])
+    queries = ex.drop_duplicates("qidx").sort_values("qidx")["query"].reset_index(drop=True)
+    sides, brands, lengths = [], [], {f: [] for f in ("title", "description", "bullets", "brand", "color")}
+    for chunk in product_chunks(cfg, list(lengths)):
+        sides += join_fields(chunk, ["title", "brand", "color"], " ").to_pylist()
+        brands += _strings(chunk["brand"]).to_pylist()
+        for f in lengths:
+            lengths[f].append(_lengths(chunk[f]))
+    lengths = {f: np.concatenate(v) for f, v in lengths.items()}
+    feats = compute(queries, sides, brands, lengths, ex.qidx.to_numpy(), ex.pidx.to_numpy())
+    table = pd.DataFrame({"example_id": ex.example_id.to_numpy(), **{f: feats[f] for f in FEATURES}})
+    write_parquet(table, path)
+    log.info("lexical features %s: %d judgements", path.name, len(table))
+    return table

@@ -10,8 +10,9 @@ Out: output/<profile>/data/
   products.parquet    the catalog in the file's order, text cleaned: product_id, product_locale, title, brand,
                       color, bullets, description
   test_labels.parquet example_id, esci_label of test rows, when the data has them (kept apart from training)
-  summary.json        what the tables were made from (data folder, content hashes) and their counts; written last,
-                      so a rerun skips the stage and a crash leaves nothing a later stage reads
+  summary.json        what the tables were made from (data folder, content hashes), their counts and each table's size
+                      and digest (a damaged table is made again by a rerun, refused by the other stages); written
+                      last, so a rerun skips the stage and a crash leaves nothing a later stage reads
 A task's rows are a view of examples.parquet (`task_rows`): task 1 the small version, tasks 2-3 the large one,
 with the same fold for a query in every task. An experiment's rows (`experiment_rows`) are its `rows` version.
 """
@@ -30,7 +31,7 @@ from . import EsciError
 from .config import ROOT
 from .data import EXAMPLES, PRODUCTS, SOURCES, TEXT_FIELDS, DataError, has_esci_files, load_esci
 from .folds import make_folds
-from .io import exclusive, read_json, read_parquet, write_json, write_parquet
+from .io import changed, exclusive, file_digests, read_json, read_parquet, write_json, write_parquet
 from .provenance import describe, file_digest, fingerprint
 from .sample import write_sample
 from .tasks import TASKS
@@ -114,14 +115,17 @@ def _prepare(cfg) -> Path:
     out = cfg.data_root
     if (out / "summary.json").exists():
         try:
-            check_prepared(cfg)
-            log.info("prepared tables in %s are complete; skipping", out)
-            return out
+            summary = check_prepared(cfg, verify=False)
+            problem = changed(out, summary.get("tables"))
+            if problem is None:
+                log.info("prepared tables in %s are complete; skipping", out)
+                return out
+            log.warning("%s: damaged (%s); preparing again", out, problem)
         except EsciError:
             if not cfg.force:
                 raise
+            print(f"{out}: made from other inputs; force=True: preparing again", flush=True)
         shutil.rmtree(out)
-        print(f"{out}: made from other inputs; force=True: preparing again", flush=True)
     data_dir = resolve_data_dir(cfg)
     made_from, stats = prepare_fingerprint(cfg), file_stats(data_dir)
     examples, products = load_esci(data_dir)
@@ -148,7 +152,7 @@ def _prepare(cfg) -> Path:
                    products=len(products), queries=len(qid), test_labels=len(labels),
                    hashes={"query": column_hash(queries["query"]), "query_locale": column_hash(queries.product_locale),
                            **{f: column_hash(products[f]) for f in (*TEXT_FIELDS, "product_locale")}},
-                   tasks={t: task_summary(examples, t) for t in TASKS})
+                   tasks={t: task_summary(examples, t) for t in TASKS}, tables=file_digests(out, "*.parquet"))
     write_json(summary, out / "summary.json")
     log.info("prepared %s: %d examples, %d products, %d queries; %s", out, len(examples), len(products), len(qid),
              {t: (s["train_rows"], s["test_rows"]) for t, s in summary["tasks"].items()})
@@ -163,8 +167,9 @@ def task_summary(examples: pd.DataFrame, task: int) -> dict:
                 fold_rows=train.fold.value_counts().sort_index().tolist())
 
 
-def check_prepared(cfg) -> dict:
-    """The summary of the prepared tables, after checking they exist and match the config."""
+def check_prepared(cfg, verify: bool = True) -> dict:
+    """The summary of the prepared tables, after checking they exist, match the config and (verify) are not
+    damaged: each table's size and the digest of its first and last MiB as written."""
     path = cfg.data_root / "summary.json"
     if not path.exists():
         raise DataError(f"{path}: prepared tables missing; fix: run src/01_prepare.py first")
@@ -176,6 +181,10 @@ def check_prepared(cfg) -> dict:
         what = describe(summary.get("fingerprint", {}), fp) if fp else f"no ESCI files in {source}"
         raise EsciError(f"{cfg.data_root}: prepared from other inputs ({what}); fix: another OUTPUT_DIR (or PROFILE) "
                         f"for other data or settings, or prepare again with --force (then retrain with --force)")
+    problem = changed(cfg.data_root, summary.get("tables")) if verify else None
+    if problem:
+        raise EsciError(f"{cfg.data_root}: prepared tables damaged ({problem}); fix: run src/01_prepare.py again "
+                        f"(it makes them again from the same files)")
     return summary
 
 
