@@ -1,6 +1,7 @@
 """Faults a job meets, injected into a whole driver and counted: kills at random moments, a full disk, damaged files.
 
 Usage: python bench/faults.py [--kills 30] [--seed 0] [--out /tmp/esci_faults] [--task 1] [--results]
+       [--skip kills,disk,corrupt]    (about 45 minutes on 2 free cores: kills 26, disk full 10, damaged files 8)
 
 The driver (run_task<k>.sh, CPU profile, the embedded sample at 100 queries, the tiny encoder, pre-training on,
 2 folds; task 1 with a cleaned member, so label cleaning runs too) runs once uninterrupted. Then:
@@ -17,7 +18,8 @@ The driver (run_task<k>.sh, CPU profile, the embedded sample at 100 queries, the
   identical) or refuses in one line, exit 2; never read as data, never a traceback.
 Prints one line: faults: kills=K stages=S resumed_identical=R max_abs_diff=X disk_full=D disk_full_one_line=L
 corrupt=C corrupt_detected=E lost=N (lost: test examples of any finished run without exactly one prediction).
---results also replaces the per-fault table in bench/RESULTS.md, with the command and commit.
+--results also replaces the section between the faults markers of bench/RESULTS.md (the line, the kills per stage,
+every disk and damage case with its one line), with the command and commit; out/faults.json keeps the rows.
 """
 from __future__ import annotations
 
@@ -123,6 +125,12 @@ def stage_key(pid: int) -> str | None:
 def last_line(log: Path) -> str:
     lines = [ln for ln in log.read_text(errors="replace").replace("\r", "\n").splitlines() if ln.strip()]
     return lines[-1][:90] if lines else ""
+
+
+def remade_line(log: Path) -> str:
+    """The log's line saying a damaged file is made again, or its last line."""
+    said = [ln for ln in log.read_text(errors="replace").splitlines() if "damaged (" in ln and " again" in ln]
+    return said[0] if said else last_line(log)
 
 
 def results(out: Path) -> dict[str, Path]:
@@ -327,20 +335,37 @@ def corrupt_runs(task, ref, work, rows):
                        f"exit {run.rc}" + (", one line" if line else (", read as data" if run.rc == 0 else
                                                                       ", traceback")))
         detected += ok
-        rows.append({"fault": "damaged file", "stage": what, "at_s": "", "last log line": (line or last_line(log))[:90],
+        rows.append({"fault": "damaged file", "stage": what, "at_s": "", "last log line": (line or remade_line(log))[:90],
                      "outcome": outcome})
         print(f"damaged {what}: {rows[-1]['outcome']}", flush=True)
     return len(CORRUPT), detected
 
 
-def write_results(rows: list[dict], line: str, argv: list[str]) -> None:
+def markdown(rows: list[dict], columns: list[str]) -> str:
+    cell = lambda v: str(v).replace("|", "\\|").replace("\n", " ")
+    return "\n".join(["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)] +
+                     ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows])
+
+
+def write_results(rows: list[dict], line: str, argv: list[str], minutes: float, work: Path) -> None:
+    """bench/RESULTS.md's section between the faults markers: the line, the kills per stage and every disk-full and
+    damaged-file case with its one line (the case's folder written OUTPUT_DIR)."""
     path = ROOT / "bench" / "RESULTS.md"
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
-    table = pd.DataFrame(rows).drop(columns="chain", errors="ignore").fillna("")
-    md = table.to_markdown(index=False)
-    section = (f"<!-- faults -->\n`python bench/faults.py {' '.join(argv)}` at {commit} (2 shared cores, "
-               f"{time.strftime('%Y-%m-%d')}):\n\n`{line}`\n\n{md}\n<!-- /faults -->")
+    kills = [r for r in rows if r["fault"] == "kill"]
+    per_stage = {}
+    for r in kills:
+        per_stage.setdefault(r["stage"].split()[0], []).append(r)
+    kill_rows = [{"stage": k, "kills": len(v), "seconds into the stage run": ", ".join(str(r["at_s"]) for r in v),
+                  "outcome": ", ".join(sorted({r.get("outcome", "") for r in v}))} for k, v in per_stage.items()]
+    other = [{**r, "last log line": str(r["last log line"]).replace(str(work / "case"), "OUTPUT_DIR")}
+             for r in rows if r["fault"] != "kill"]
+    section = (f"<!-- faults -->\n`python bench/faults.py {' '.join(argv)}` at {commit} (2 cores, "
+               f"{time.strftime('%Y-%m-%d')}, {minutes:.0f} minutes):\n\n`{line}`\n\n"
+               + (markdown(kill_rows, list(kill_rows[0])) + "\n\n" if kill_rows else "")
+               + (markdown(other, ["fault", "stage", "at_s", "last log line", "outcome"]) + "\n" if other else "")
+               + "<!-- /faults -->")
     text = path.read_text()
     text = re.sub(r"<!-- faults -->.*?<!-- /faults -->", lambda _: section, text, flags=re.S) \
         if "<!-- faults -->" in text else text + "\n" + section + "\n"
@@ -356,6 +381,7 @@ def main(argv):
     ap.add_argument("--results", action="store_true", help="write the per-fault table to bench/RESULTS.md")
     ap.add_argument("--skip", default="", help="comma-separated parts to leave out: kills, disk, corrupt")
     args = ap.parse_args(argv)
+    t0 = time.monotonic()
     work = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     ref, log = work / "reference", work / "reference.log"
@@ -379,8 +405,9 @@ def main(argv):
             f"lost={ks['lost']}")
     print(pd.DataFrame(rows).drop(columns="chain", errors="ignore").fillna("").to_string(index=False))
     print(line)
+    (work / "faults.json").write_text(json.dumps({"line": line, "rows": rows}, default=str))
     if args.results:
-        write_results(rows, line, argv)
+        write_results(rows, line, argv, (time.monotonic() - t0) / 60, work)
 
 
 if __name__ == "__main__":

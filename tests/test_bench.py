@@ -114,3 +114,21 @@ def test_every_bench_command_answers_help():
         assert res.returncode == 0 and len(res.stdout.splitlines()) >= 3, (path.name, res.stderr[-1000:])
         assert "Traceback" not in res.stderr and "sage" in res.stdout, path.name
     assert not (ROOT / "--help").exists()
+
+
+def test_faults_results_section_is_replaced_in_place(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "bench"))
+    import faults
+    (tmp_path / "bench").mkdir()
+    results = tmp_path / "bench" / "RESULTS.md"
+    results.write_text("# before\n\n<!-- faults -->\nold\n<!-- /faults -->\n\n## after\n")
+    monkeypatch.setattr(faults, "ROOT", tmp_path)
+    rows = [{"fault": "kill", "stage": "train t2_a fold=0", "at_s": 1.5, "last log line": "x", "outcome": "identical"},
+            {"fault": "kill", "stage": "train t2_a fold=1", "at_s": 2.5, "last log line": "y", "outcome": "identical"},
+            {"fault": "damaged file", "stage": "OOF table | truncated", "at_s": "", "outcome": "exit 2, one line",
+             "last log line": f"blend: error: {tmp_path}/w/case/cpu/oof.parquet: damaged (x); fix: delete"}]
+    faults.write_results(rows, "faults: kills=2", ["--results"], 3.0, tmp_path / "w")
+    text = results.read_text()
+    assert text.startswith("# before") and text.endswith("## after\n") and "old" not in text
+    assert "| train | 2 | 1.5, 2.5 | identical |" in text
+    assert "OOF table \\| truncated" in text and "error: OUTPUT_DIR/cpu/oof.parquet" in text and str(tmp_path) not in text
