@@ -43,6 +43,7 @@ cfg = dict(
     id_dim=128,              # brand and color embedding size
     id_min_count=2,          # brand/color values seen fewer times in training judgements map to 0
     head_dropout=0.1,        # dropout before each head Linear
+    encoder_dropout=-1.0,    # the encoder's dropout (hidden and attention) in fine-tuning; below 0: its checkpoint's own
     # --- loss
     loss="ce",               # ce | poly1 (CE + poly_eps * (1 - p_true)); reg heads: MSE, or bce (BCE on the gains)
     poly_eps=1.0,            # Poly-1 epsilon

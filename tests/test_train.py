@@ -20,6 +20,7 @@ import esci.loop as loop_module
 from esci import EsciError
 from esci.config import load_config
 from esci.prepare import experiment_rows, load_examples, prepare
+from esci.provenance import fold_fingerprint
 from esci.loop import EMA, Loop, make_accelerator
 from esci.train import batch_order, collate, compute_loss, rdrop_term, task_loss
 from esci.features import Features, TokenStore
@@ -283,6 +284,19 @@ def test_a_training_seed_makes_another_member_on_the_same_folds(tmp_path):
     a, b = (pd.read_parquet(c.run_dir / "fold0/oof.parquet") for c in (cfg, other))
     assert a.example_id.equals(b.example_id)
     assert np.abs(a.p_E.to_numpy() - b.p_E.to_numpy()).max() > 1e-3
+
+
+def test_encoder_dropout_sets_every_dropout_of_the_encoder_only(tmp_path):
+    from esci.train import _setup
+    cfg = tiny_cfg(tmp_path, "epochs=1", "n_folds=2", "head_dropout=0.3")
+    prepare(cfg)
+    rates = lambda model: {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+    own = _setup(cfg, 0).model
+    assert rates(own.encoder) == {0.1} and rates(own.head) == {0.3}  # the checkpoint's own
+    off = _setup(cfg.replace(encoder_dropout=0.0), 0).model
+    assert rates(off.encoder) == {0.0} and rates(off.head) == {0.3}
+    assert "encoder_dropout" not in fold_fingerprint(cfg)["config"]  # folds trained before the key stay valid
+    assert fold_fingerprint(cfg.replace(encoder_dropout=0.0))["config"]["encoder_dropout"] == 0.0
 
 
 def test_a_training_budget_cuts_epochs_never_rows(tmp_path):

@@ -26,7 +26,7 @@ RUN_ONLY = {"profile", "name", "fold", "force", "data_dir", "output_dir", "threa
             "bi_batch"}
 # keys added after CODE_VERSION 2, with their defaults: a fingerprint holds them only when set, so that results made
 # before them stay valid
-LATER_KEYS = {"train_seed": 0, "max_train_examples": 0, "max_steps": 0, "pt_max_steps": 0}
+LATER_KEYS = {"train_seed": 0, "max_train_examples": 0, "max_steps": 0, "pt_max_steps": 0, "encoder_dropout": -1.0}
 # what fine-tuning's loop makes from the same inputs: 2 = dropout on from the first step (before, an encoder read with
 # from_pretrained trained without it until its first evaluation); folds made before it are made from other code.
 # Pre-training evaluates before its first step, which switched dropout on: its runs are unchanged

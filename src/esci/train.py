@@ -172,6 +172,10 @@ def _setup(cfg, fold: int) -> Setup:
     check_fits(cfg, tokenizer, "max_len")
     init = pretrained_dir(cfg)
     encoder = load_encoder(str(init / "encoder") if init else cfg.model_dir, len(tokenizer), cfg.encoders_root)
+    if cfg.encoder_dropout >= 0:
+        for m in encoder.modules():
+            if isinstance(m, torch.nn.Dropout):  # hidden and attention dropout alike (attention reads its module's p)
+                m.p = cfg.encoder_dropout
     tok = token_store(cfg, tokenizer)
     units = unit_store(cfg) if cfg.use_units or cfg.use_ids else None
     feats = {name: features_for(cfg, tokenizer, df, tok, units) for name, df in
