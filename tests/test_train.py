@@ -93,7 +93,8 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
     enc = families.build("bert", families.sample_text(tmp_path / "a/cpu/sample_data"), tmp_path / "enc")
     runs = {}
     for d in ("d", "e"):
-        runs[d] = args(tmp_path / d, "name=r", "save_every=0", "fold=1", "ema=True", f"model_dir={enc}")
+        runs[d] = args(tmp_path / d, "name=r", "save_every=0", "fold=1", "ema=True", f"model_dir={enc}",
+                       "encoder_dropout=-1.0")  # the checkpoint's own dropout, which the eval-mode bug left off
         assert run_fold(runs[d], stage="01_prepare.py").returncode == 0
     assert run_fold(runs["e"]).returncode == 0
     me = json.loads((tmp_path / "e/cpu/enc/r/fold1/metrics.json").read_text())
@@ -288,7 +289,7 @@ def test_a_training_seed_makes_another_member_on_the_same_folds(tmp_path):
 
 def test_encoder_dropout_sets_every_dropout_of_the_encoder_only(tmp_path):
     from esci.train import _setup
-    cfg = tiny_cfg(tmp_path, "epochs=1", "n_folds=2", "head_dropout=0.3")
+    cfg = tiny_cfg(tmp_path, "epochs=1", "n_folds=2", "head_dropout=0.3", "encoder_dropout=-1.0")
     prepare(cfg)
     rates = lambda model: {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
     own = _setup(cfg, 0).model
