@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from . import EsciError
 from .features import _key, _strings, join_fields, product_chunks
-from .io import read_parquet, write_parquet
+from .io import first_line, read_parquet, write_parquet
 from .prepare import check_prepared
 from .provenance import data_identity
 
@@ -135,7 +135,7 @@ def lexical_features(cfg) -> pd.DataFrame:
         try:
             return read_parquet(path)
         except EsciError as e:
-            log.warning("%s; making it again", str(e).split("; fix:")[0])
+            log.warning("%s: damaged (%s); making it again", path, first_line(e.__cause__ or e))
             path.unlink()
     ex = read_parquet(cfg.data_root / "examples.parquet", columns=["example_id", "qidx", "query", "pidx"])
     queries = ex.drop_duplicates("qidx").sort_values("qidx")["query"].reset_index(drop=True)
