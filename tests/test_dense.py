@@ -109,3 +109,29 @@ def test_bi_encoder_keys_leave_trained_folds_valid(prepared):
     cfg = prepared.replace(name="t2_a")
     assert fold_fingerprint(cfg) == fold_fingerprint(cfg.replace(bi_encoders=[""], bi_fields=["desc"], bi_max_len=64))
     assert fold_fingerprint(cfg) != fold_fingerprint(cfg.replace(lr=1e-5))
+
+
+def test_a_text_is_its_filled_fields(tmp_path, raw, monkeypatch):
+    """A catalog of titles only: side and title + description are the title's text and read its store, the
+    description is left out of the features, and asking for its vectors is one line."""
+    from esci import EsciError
+    from esci.data import EXAMPLES, PRODUCTS
+    ex, pr = raw
+    pr[["product_brand", "product_color", "product_bullet_point", "product_description"]] = None
+    data = tmp_path / "data"
+    data.mkdir()
+    ex.to_parquet(data / EXAMPLES, index=False)
+    pr.to_parquet(data / PRODUCTS, index=False)
+    cfg = load_config("configs/cpu.py", overrides=[f"output_dir={tmp_path / 'out'}", f"data_dir={data}",
+                                                      "bi_max_len=16", "bi_encoders=['tiny']"])
+    prepare(cfg)
+    assert dense.text_fields(cfg, "side") == dense.text_fields(cfg, "title_desc") == ("title", ["title"])
+    calls = []
+    real = dense._embed
+    monkeypatch.setattr(dense, "_embed", lambda *a: calls.append(a[3]) or real(*a))
+    feats = dense.dense_features(cfg, fields=["title", "side", "desc"])
+    assert list(feats.columns) == ["example_id", "tiny.cos_title"] and calls == ["query", "title"]
+    alone = dense.dense_features(cfg, fields=["title_desc"])
+    assert calls == ["query", "title"] and np.array_equal(alone["tiny.cos_title_desc"], feats["tiny.cos_title"])
+    with pytest.raises(EsciError, match="no product has any of \\['description'\\]; fix: leave 'desc' out"):
+        dense.embeddings(cfg, "tiny", "desc")

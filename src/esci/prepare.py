@@ -216,6 +216,14 @@ def load_examples(cfg, subset: bool = True) -> pd.DataFrame:
     return ex
 
 
+def filled(cfg, fields: list[str]) -> list[str]:
+    """The product fields, in order, that hold some text in the prepared catalog (from the summary's content hashes:
+    a field empty in every product has the hash of that many empty strings)."""
+    summary = check_prepared(cfg, verify=False)
+    empty = column_hash(pd.Series([""] * summary["products"], dtype=object))
+    return [f for f in fields if summary["hashes"][f] != empty]
+
+
 def load_products(cfg, columns: list[str] | None = None) -> pd.DataFrame:
     return read_parquet(cfg.data_root / "products.parquet", columns=columns)
 
