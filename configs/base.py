@@ -87,7 +87,8 @@ cfg = dict(
     blend_steps=10,          # weight grid resolution per member (weights in multiples of 1/blend_steps)
     stack=False,             # LightGBM over members' OOF outputs + lexical + query-group features, out-of-fold on
                              # the same folds; its predictions replace the weighted blend's (esci.stack)
-    stack_params={},         # LightGBM parameters over esci.stack.DEFAULTS (e.g. num_boost_round, num_leaves)
+    stack_params={},         # LightGBM parameters over esci.stack.DEFAULTS (e.g. num_boost_round, num_leaves; bags:
+                             # models of other seeds averaged per fold)
     bi_encoders=[],          # sentence encoders whose query-product cosines join the stack's features ("" the packaged
                              # MiniLM, else a local folder; each text embedded once into a store: esci.dense)
     bi_fields=["title", "side", "desc"],  # the product texts they embed (esci.dense.FIELDS)

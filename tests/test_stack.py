@@ -133,3 +133,27 @@ def test_group_features_rank_and_gaps_within_each_query():
     assert g["score.rank"].tolist() == [0.0, 1.0, 0.5, 1.0, 0.0]
     assert g["score.to_max"].tolist() == pytest.approx([-0.4, 0.0, -0.2, 0.0, -1.0], abs=1e-6)
     assert g["score.to_mean"].tolist() == pytest.approx([-0.2, 0.2, 0.0, 0.5, -0.5], abs=1e-6)
+
+
+@pytest.mark.parametrize("task", [1, 2])
+def test_bags_average_models_of_moved_seeds(task):
+    """stack_params' bags: each fold's prediction is the mean of that many models, the b-th with every seed moved by
+    b; one bag is the single model."""
+    from esci.stack import fit_predict
+    rng = np.random.default_rng(0)
+    n = 400
+    rows = pd.DataFrame({"example_id": np.arange(n), "query_id": np.arange(n) // 10, "fold": (np.arange(n) // 10) % 2,
+                         "esci_label": rng.choice(LABELS, n), "product_locale": "us"})
+    x = pd.DataFrame(rng.normal(size=(n, 5)), columns=list("abcde"))
+    x["a"] += rows.esci_label.map({"E": 2.0, "S": 1.0, "C": 0.5, "I": 0.0})
+    params = {"num_boost_round": 20, "min_data_in_leaf": 5, "bagging_seed": 5}
+
+    def run(seed, **more):
+        oof, pred = fit_predict(task, rows, x, rows.iloc[:50], x.iloc[:50], {**params, **more}, seed)
+        return oof.drop(columns="example_id").to_numpy(), pred.drop(columns="example_id").to_numpy()
+
+    one, two = run(42), run(43, bagging_seed=6)
+    bagged = run(42, bags=2)
+    assert not np.allclose(one[0], two[0])  # the moved seeds draw other models
+    for got, a, b in zip(bagged, one, two):
+        np.testing.assert_allclose(got, (a + b) / 2, rtol=1e-6, atol=1e-9)

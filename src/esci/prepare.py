@@ -18,6 +18,7 @@ with the same fold for a query in every task. An experiment's rows (`experiment_
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import shutil
@@ -220,8 +221,12 @@ def filled(cfg, fields: list[str]) -> list[str]:
     """The product fields, in order, that hold some text in the prepared catalog (from the summary's content hashes:
     a field empty in every product has the hash of that many empty strings)."""
     summary = check_prepared(cfg, verify=False)
-    empty = column_hash(pd.Series([""] * summary["products"], dtype=object))
-    return [f for f in fields if summary["hashes"][f] != empty]
+    return [f for f in fields if summary["hashes"][f] != _empty_hash(summary["products"])]
+
+
+@functools.lru_cache(maxsize=8)
+def _empty_hash(n: int) -> str:
+    return column_hash(pd.Series([""] * n, dtype=object))
 
 
 def load_products(cfg, columns: list[str] | None = None) -> pd.DataFrame:

@@ -13,7 +13,8 @@ task 3's threshold. Features per row:
 Objective: lambdarank with the ESCI gains as label gains (task 1; or a pointwise one such as cross_entropy on the
 gains, stack_params={"objective": "cross_entropy"}), multiclass (task 2), binary (task 3). For fold k
 the model is fit on the other folds' rows; the test prediction is the mean of the K models on the members' test
-outputs (themselves fold-averaged).
+outputs (themselves fold-averaged). stack_params={"bags": n}: each fold's model is the mean of n models whose random
+seeds (bagging, feature fraction) differ, which narrows the spread between two seeds of a small stack.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ log = logging.getLogger("esci")
 # sees about 9,000 rows; with millions of rows, larger trees (num_leaves 31) may pay. min_data_in_leaf, unless given,
 # is a 30th of the rows a fold model is fit on, within [20, 200] (200 on the dev set; a few hundred rows need 20)
 DEFAULTS = dict(learning_rate=0.02, num_leaves=4, feature_fraction=0.8, bagging_fraction=0.8, bagging_freq=1,
-                lambda_l2=1.0, num_boost_round=300, verbose=-1)
+                lambda_l2=1.0, num_boost_round=300, bags=1, verbose=-1)
 PREDICTIONS = {"score", *(c for head in HEADS.values() for c in head.columns)}
 GROUPED = ("score", "p_E", "p_S", "p_sub", "tfidf_char", "tfidf_word", "bm25",
            *(f"cos_{field}" for field in ("title", "side", "desc", "title_desc")))
@@ -99,11 +100,16 @@ def _frame(task: int, pred: np.ndarray, ids: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"p_sub": pred, "example_id": ids})
 
 
+def _bag(params: dict, b: int) -> dict:
+    """The seeds of a fold's b-th model: each given seed moved by b (LightGBM derives the others from `seed`)."""
+    return {k: params[k] + b for k in ("seed", "bagging_seed", "feature_fraction_seed") if k in params}
+
+
 def fit_predict(task: int, train: pd.DataFrame, x: pd.DataFrame, test: pd.DataFrame, x_test: pd.DataFrame,
                 params: dict, seed: int, threads: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Out-of-fold predictions over train's folds and the fold models' mean on test."""
     params = {**DEFAULTS, **_objective(task, params), **params, "seed": seed, "num_threads": threads}
-    rounds = int(params.pop("num_boost_round"))
+    rounds, bags = int(params.pop("num_boost_round")), int(params.pop("bags"))
     y = _targets(task, train, params["objective"])
     order = np.argsort(train.query_id.to_numpy(), kind="stable")  # lambdarank needs each query's rows together
     inverse = np.empty_like(order)
@@ -120,10 +126,11 @@ def fit_predict(task: int, train: pd.DataFrame, x: pd.DataFrame, test: pd.DataFr
             _, group = np.unique(query[fit], return_counts=True)  # query ids sorted, so in order
         data = lgb.Dataset(xs[fit], ys[fit], group=group, free_raw_data=True)
         leaf = {"min_data_in_leaf": int(np.clip(fit.sum() // 30, 20, 200))}
-        model = lgb.train({**leaf, **params}, data, num_boost_round=rounds)
-        oof[~fit] = model.predict(xs[~fit]).reshape(int((~fit).sum()), width)
-        if len(test):
-            pred_test += model.predict(x_test).reshape(len(test), width) / len(folds)
+        for b in range(bags):
+            model = lgb.train({**leaf, **params, **_bag(params, b)}, data, num_boost_round=rounds)
+            oof[~fit] += model.predict(xs[~fit]).reshape(int((~fit).sum()), width) / bags
+            if len(test):
+                pred_test += model.predict(x_test).reshape(len(test), width) / (len(folds) * bags)
     oof = oof[inverse]
     squeeze = (lambda a: a[:, 0]) if width == 1 else (lambda a: a)
     return (_frame(task, squeeze(oof), train.example_id.to_numpy()),
