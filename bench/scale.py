@@ -14,9 +14,10 @@ Generates (or reuses, under --out) an ESCI-shaped set of about N judgements with
   pt_corpus_s pre-training's corpora over the whole catalog (esci.corpora: the store of token arrays, then every
               task's rows with the GPU profile's pt_max_len 256 and every task on), what 02_pretrain does before
               its first step
-  dense_s     the bi-encoder stores' work (esci.dense) on --dense-products products: the packaged MiniLM embedding
-              their three texts (title; title brand color bullets; description) at 256 tokens, here (the GPU where
-              there is one), scaled to 1M products; beside it the compute plan's GPU estimate for the same texts
+  dense_s     the bi-encoder stores' work (esci.dense) on --dense-products products: --dense-model (the packaged
+              MiniLM by default, or an encoder folder such as all-mpnet-base-v2's) embedding their three texts
+              (title; title brand color bullets; description) at 256 tokens, here (the GPU where there is one),
+              scaled to 1M products; beside it the compute plan's GPU estimate for the same texts
 and two baselines of the first implementation, on slices, in the same run: its vocabulary + featurize
 (bench/legacy_featurize.py) on --legacy-rows training rows, scaled to 1M rows beside the new prepare + features per
 1M rows, and its pre-training corpora (bench/legacy_pretrain_corpora.py) on --legacy-products products, scaled to
@@ -43,7 +44,7 @@ import legacy_featurize
 import legacy_pretrain_corpora
 import pyarrow.parquet as pq
 from esci.blend import run_blend
-from esci.config import load_config
+from esci.config import encoder_name, load_config
 from esci.corpora import corpora
 from esci.lexical import lexical_features
 from esci.data import TEXT_FIELDS, has_esci_files
@@ -99,6 +100,8 @@ def main():
     ap.add_argument("--legacy-products", type=int, default=20000,
                     help="products of the legacy pre-training corpora baseline")
     ap.add_argument("--dense-products", type=int, default=2000, help="products embedded to time the bi-encoder")
+    ap.add_argument("--dense-model", default="", help="the bi-encoder timed (an encoder folder; default the packaged "
+                    "MiniLM)")
     a = ap.parse_args()
     setup("scale")
     n_queries = max(int(round(a.rows / ROWS_PER_QUERY)), 50)
@@ -147,14 +150,14 @@ def main():
 
     texts = [join_fields(first, FIELDS[f], " ").to_pylist() for f in ("title", "side", "desc")]
     texts = [t[:a.dense_products] for t in texts]
-    embed = Embedder("", tokenizer, 256, 64)
+    embed = Embedder(a.dense_model, load_tokenizer(a.dense_model), 256, 64)
     runs = [timed(f"bi-encoder store, {f} ({len(t)} products)", lambda t=t: embed(t))
             for f, t in zip(("title", "side", "desc"), texts)]
     dense = [s for _, s in runs]
     dense_s = sum(dense)
     dense_per_1m = dense_s / len(texts[0]) * 1e6 / 60
     # the GPU estimate: each text's tokens (its special tokens too) at the plan GPU's inference rate
-    gpu_per_1m = sum(1e6 / gpu_texts_per_second("", float(np.mean(lens)) + 2) for (_, lens), _ in runs) / 60
+    gpu_per_1m = sum(1e6 / gpu_texts_per_second(a.dense_model, float(np.mean(lens)) + 2) for (_, lens), _ in runs) / 60
 
     train, _ = task_rows(examples, 2)
     part = with_text(cfg, train.iloc[np.random.default_rng(0).choice(len(train), min(a.legacy_rows, len(train)),
@@ -173,7 +176,7 @@ def main():
     legacy_pt_per_1m = legacy_pt_s / len(catalog) * 1e6 / 60
     print(f"per 1M products: pre-training corpora {pt_per_1m:.2f} min; legacy {legacy_pt_per_1m:.2f} min (every run; "
           f"{len(catalog)}-product slice); ratio {legacy_pt_per_1m / pt_per_1m:.1f}x")
-    print(f"per 1M products: bi-encoder stores (MiniLM, 256 tokens, {embed.device.type}) {dense_per_1m:.1f} min: "
+    print(f"per 1M products: bi-encoder stores ({encoder_name(a.dense_model)}, 256 tokens, {embed.device.type}) {dense_per_1m:.1f} min: "
           + ", ".join(f"{f} {t / len(texts[0]) * 1e6 / 60:.1f}" for f, t in zip(("title", "side", "desc"), dense))
           + f"; on the plan's GPU about {gpu_per_1m:.1f} min (estimate: esci.encoder.gpu_texts_per_second)")
     print(f"scale: rows={rows} prepare_s={prepare_s:.1f} features_s={features_s:.1f} reuse_s={reuse_s:.1f} "
