@@ -25,6 +25,15 @@ cfg = dict(
                              # task-1 CV 0.8816 vs 0.9060 on the description dev set, level on the dev set (0.8401 vs
                              # 0.8393; task 2 0.5455 vs 0.5490), the sample's drivers task 2 0.8409 vs 0.8494
                              # (bench/RESULTS.md, the drivers' choices)
+    bi_encoders=[""],        # the packaged MiniLM's zero-shot cosines in the stack: by CV +0.002 to +0.003 on task 1
+                             # and +0.006 to +0.013 on task 2 on both dev sets, +0.0005 to +0.001 on the sample
+                             # (bench/RESULTS.md, "Does it beat an encoder used as it comes?"). Their cost on 2 cores:
+                             # a minute or two on the sample, but about 14 hours per 1M products of the release's text
+                             # lengths (title 1.5 h, side text 8.7 h, description 3.8 h: bench/scale.py); over the
+                             # whole release on a CPU, OVERRIDES='bi_fields=["title"]' or 'bi_encoders=[]'
+    stack_params={"bags": 5},  # 5 LightGBM models of other seeds per fold: a stack of a few hundred queries moved by
+                             # up to 0.005 task-1 CV between two seeds with one, by 0.002 at most with five (the
+                             # description dev set; seconds here)
     ngram_buckets=32768,     # enough for the sample's ~10,000 distinct 3-grams and, at this one-epoch budget, for
                              # the real dev set (524288 there: stack 0.8402 vs 0.8408; with 3 epochs it gained 0.012
                              # on one fold; bench/RESULTS.md), and 524288 dense rows cost a CPU 1.45x the step time

@@ -8,7 +8,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["model_dir=tiny", "sample_queries=120", "n_folds=2", "max_train_queries=40", "max_test_rows=20", "epochs=1",
-         "unit_match=True", "use_ids=False", "lr=5e-4"]
+         "unit_match=True", "use_ids=False", "lr=5e-4", "bi_encoders=[]"]
 
 
 def bench(script, tmp_path, *args):

@@ -33,7 +33,7 @@ from esci.train import train_fold
 
 ROOT = Path(__file__).resolve().parents[1]
 TYPES = {"xlmr": False, "deberta": False, "bert": True, "mpnet": False}  # the model has type embeddings
-SMALL = ["n_folds=2", "max_len=48", "pt_max_len=48", "epochs=1", "batch_size=16", "lr=1e-3", "head_lr=3e-3",
+SMALL = ["bi_encoders=[]", "n_folds=2", "max_len=48", "pt_max_len=48", "epochs=1", "batch_size=16", "lr=1e-3", "head_lr=3e-3",
          "precision=fp32", "max_train_queries=50", "pt_max_products=150", "eval_batch_size=64",
          "save_every=0"]
 
@@ -235,7 +235,7 @@ def test_folders_that_cannot_be_read_are_one_line(tmp_path, sample_dir, folders,
                          text=True, cwd=ROOT)
     assert res.returncode == 2 and "Traceback" not in res.stderr and res.stderr.count("\n") == 1, res.stderr
     env = {**os.environ, "MODEL_DIR": str(no_tok), "OUTPUT_DIR": str(tmp_path / "o"), "DATA_DIR": str(sample_dir),
-           "PYTHON": sys.executable, "OVERRIDES": "n_folds=2"}
+           "PYTHON": sys.executable, "OVERRIDES": "n_folds=2 bi_encoders=[]"}
     res = subprocess.run(["bash", str(ROOT / "run_task2.sh")], env=env, capture_output=True, text=True)
     errors = [line for line in res.stderr.splitlines() if "error:" in line]
     assert res.returncode == 2 and "Traceback" not in res.stderr and len(errors) == 1, res.stderr[-3000:]

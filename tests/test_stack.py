@@ -40,7 +40,7 @@ def member(cfg, name, rows, test, signal, seed):
 def prepared(tmp_path_factory, sample_dir):
     params = "stack_params={'num_boost_round': 60, 'min_data_in_leaf': 2, 'num_leaves': 63}"
     cfg = load_config("configs/cpu.py", overrides=[f"output_dir={tmp_path_factory.mktemp('stack')}",
-                                                      f"data_dir={sample_dir}", params])
+                                                      f"data_dir={sample_dir}", params, "bi_encoders=[]"])
     prepare(cfg)
     return cfg, load_examples(cfg)
 
