@@ -26,7 +26,7 @@ cfg = dict(
                              # 0.8393; task 2 0.5455 vs 0.5490), the sample's drivers task 2 0.8409 vs 0.8494
                              # (bench/RESULTS.md, the drivers' choices)
     bi_encoders=[""],        # the packaged MiniLM's zero-shot cosines in the stack: by CV +0.002 to +0.003 on task 1
-                             # and +0.006 to +0.013 on task 2 on both dev sets, +0.0005 to +0.001 on the sample
+                             # and +0.006 to +0.013 on task 2 on both dev sets, +0.0004 to +0.001 on the sample
                              # (bench/RESULTS.md, "Does it beat an encoder used as it comes?"). Their cost on 2 cores:
                              # a minute or two on the sample, but about 14 hours per 1M products of the release's text
                              # lengths (title 1.5 h, side text 8.7 h, description 3.8 h: bench/scale.py); over the
