@@ -176,7 +176,8 @@ def main():
     legacy_pt_per_1m = legacy_pt_s / len(catalog) * 1e6 / 60
     print(f"per 1M products: pre-training corpora {pt_per_1m:.2f} min; legacy {legacy_pt_per_1m:.2f} min (every run; "
           f"{len(catalog)}-product slice); ratio {legacy_pt_per_1m / pt_per_1m:.1f}x")
-    print(f"per 1M products: bi-encoder stores ({encoder_name(a.dense_model)}, 256 tokens, {embed.device.type}) {dense_per_1m:.1f} min: "
+    print(f"per 1M products: bi-encoder stores ({encoder_name(a.dense_model)}, 256 tokens, {embed.device.type}) "
+          f"{dense_per_1m:.1f} min: "
           + ", ".join(f"{f} {t / len(texts[0]) * 1e6 / 60:.1f}" for f, t in zip(("title", "side", "desc"), dense))
           + f"; on the plan's GPU about {gpu_per_1m:.1f} min (estimate: esci.encoder.gpu_texts_per_second)")
     print(f"scale: rows={rows} prepare_s={prepare_s:.1f} features_s={features_s:.1f} reuse_s={reuse_s:.1f} "

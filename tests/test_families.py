@@ -33,8 +33,8 @@ from esci.train import train_fold
 
 ROOT = Path(__file__).resolve().parents[1]
 TYPES = {"xlmr": False, "deberta": False, "bert": True, "mpnet": False}  # the model has type embeddings
-SMALL = ["bi_encoders=[]", "n_folds=2", "max_len=48", "pt_max_len=48", "epochs=1", "batch_size=16", "lr=1e-3", "head_lr=3e-3",
-         "precision=fp32", "max_train_queries=50", "pt_max_products=150", "eval_batch_size=64",
+SMALL = ["bi_encoders=[]", "n_folds=2", "max_len=48", "pt_max_len=48", "epochs=1", "batch_size=16", "lr=1e-3",
+         "head_lr=3e-3", "precision=fp32", "max_train_queries=50", "pt_max_products=150", "eval_batch_size=64",
          "save_every=0"]
 
 

@@ -56,8 +56,6 @@ def text_fields(cfg, field: str) -> tuple[str, list[str]]:
     """(the text whose store a text reads, its fields that hold some text in the prepared catalog)."""
     if field == "query":
         return field, []
-    if field not in FIELDS:
-        raise EsciError(f"bi_fields: unknown text {field!r}; fix: choose from {list(FIELDS)}")
     fields = filled(cfg, FIELDS[field])
     return next((f for f, v in FIELDS.items() if v == fields), field), fields
 
