@@ -14,6 +14,7 @@ cfg = dict(
     data_dir="",             # ESCI files [$DATA_DIR or input/]; "sample" = the embedded sample
     output_dir="",           # results [$OUTPUT_DIR or output/]
     model_dir="",            # local Hugging Face encoder [$MODEL_DIR or the packaged MiniLM]; "tiny" = random tiny BERT
+                             # (an experiment file that sets it keeps it in a blend of other encoders' members)
     init_from="",            # pre-training run name under output/<profile>/ to start the encoder from ("" = none)
     # --- data
     sample_if_missing=False,  # the default input/ holds no ESCI file: use the embedded sample (never for other folders)

@@ -74,3 +74,41 @@ def test_a_task2_member_serves_task1_and_task3_on_their_rows(tmp_path, sample_di
     with pytest.raises(ValueError, match="cannot serve task 2"):
         run_blend(cfg.replace(name="b2", task=2, members=["m0"]), *task_rows(examples, 2),
                   [members[0].replace(head="reg")])
+
+
+def test_a_blend_stacks_members_fine_tuned_from_other_encoders(tmp_path, sample_dir, monkeypatch):
+    """A member file that sets model_dir is read from that encoder's folder of runs, under its own settings, beside
+    the blend's encoder's members; the others take the blend's model_dir."""
+    import shutil
+
+    from esci import config, explore
+    from esci.config import member_config
+    configs = tmp_path / "configs"
+    shutil.copytree(config.CONFIG_DIR, configs)
+    (configs / "t2_big.py").write_text('parent = "t2_a"\ncfg = dict(model_dir="/models/big-encoder", lr=3e-5)\n')
+    monkeypatch.setattr(config, "CONFIG_DIR", configs)
+    out = tmp_path / "out"
+    cfg = load_config(configs / "cpu.py", configs / "blend_t1.py",
+                      overrides=[f"output_dir={out}", f"data_dir={sample_dir}", "members=['t2_a','t2_big']",
+                                 "bi_encoders=[]"])
+    own, big = member_config(cfg, "t2_a"), member_config(cfg, "t2_big")
+    assert own.run_dir == out / "cpu/minilm/t2_a" and own.model_dir == cfg.model_dir
+    assert big.run_dir == out / "cpu/big-encoder/t2_big" and big.lr == 3e-5 and big.head == "cls4"
+    prepare(cfg)
+    examples = load_examples(cfg)
+    large, large_test = experiment_rows(cfg, examples)
+    members = [fake_member(m, m.name, large, large_test, seed=i) for i, m in enumerate((own, big))]
+    assert [m.run_dir for m in members] == [own.run_dir, big.run_dir]
+    t1, t1_test = task_rows(examples, 1)
+    blend = run_blend(cfg.replace(name="b1"), t1, t1_test, [member_config(cfg, m) for m in cfg.members])
+    cv = pd.read_csv(out / "cpu/minilm/b1/cv.csv")
+    assert list(cv.member) == ["t2_a", "t2_big", "blend", "stack"] and 0 < blend["ndcg"] <= 1
+    # the OOF explorer, opened on the blend's encoder, finds the member under its own
+    root = out / "cpu/minilm"
+    assert explore.run_dir(root, "t2_big") == big.run_dir and explore.run_dir(root, "t2_a") == own.run_dir
+    assert sorted(explore.member_oof(root, "t2_big").example_id) == sorted(large.example_id)
+    with pytest.raises(ValueError, match="t2_none: missing, and nowhere else in .*; fix: train it"):
+        explore.run_dir(root, "t2_none")
+    # the big member's folds were made under its own settings: read under the blend's encoder they are refused
+    with pytest.raises(ValueError, match="made from other inputs"):
+        run_blend(cfg.replace(name="b2"), t1, t1_test, [own, big.replace(lr=1e-4)])

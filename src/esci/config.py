@@ -185,10 +185,14 @@ def load_config(*sources: str | Path, overrides: list[str] = ()) -> Config:
 
 def member_config(cfg: Config, name: str) -> Config:
     """The config of experiment `name` (configs/<name>.py) under cfg's profile, paths and command-line overrides
-    (all but those that name the blend itself)."""
+    (all but those that name the blend itself). A member file that sets its own model_dir keeps it: a blend may
+    stack members fine-tuned from other encoders, each read from its encoder's folder of runs."""
     own = {"name", "task", "members", "blend_steps", "fold"}
-    return load_config(CONFIG_DIR / f"{cfg.profile}.py", CONFIG_DIR / f"{name}.py",
-                       overrides=[f"{k}={cfg[k]}" for k in ("data_dir", "output_dir", "model_dir", "n_folds", "seed")]
+    path = CONFIG_DIR / f"{name}.py"
+    shared = ["data_dir", "output_dir", "n_folds", "seed"]
+    if not _read_file(path).get("model_dir"):
+        shared.append("model_dir")
+    return load_config(CONFIG_DIR / f"{cfg.profile}.py", path, overrides=[f"{k}={cfg[k]}" for k in shared]
                        + [o for o in cfg.overrides if o.partition("=")[0].strip() not in own])
 
 

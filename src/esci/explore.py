@@ -49,9 +49,22 @@ def labelled(root: Path, task: int) -> pd.DataFrame:
     return train[["example_id", "query_id", "product_id", "product_locale", "esci_label", "fold", *TEXT]]
 
 
+def run_dir(root: Path, name: str) -> Path:
+    """An experiment's folder: under root (the blend's encoder), else under the one other encoder of the profile
+    that has it (a member whose config file names its own encoder)."""
+    if (root / name).is_dir():
+        return root / name
+    found = sorted(d for d in root.parent.glob(f"*/{name}") if d.is_dir())
+    if len(found) != 1:
+        where = f"under {len(found)} encoders ({', '.join(d.parent.name for d in found)})" if found else "nowhere"
+        raise EsciError(f"{root / name}: missing, and {where} else in {root.parent}; fix: train it, or set BACKBONE to "
+                        f"its encoder")
+    return found[0]
+
+
 def member_oof(root: Path, name: str) -> pd.DataFrame:
     """All folds' OOF rows of one experiment."""
-    parts = sorted((root / name).glob("fold*/oof.parquet"))
+    parts = sorted(run_dir(root, name).glob("fold*/oof.parquet"))
     if not parts:
         raise EsciError(f"{root / name}: no fold*/oof.parquet; fix: train the experiment first")
     return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
@@ -119,7 +132,7 @@ def curves(root: Path, name: str) -> pd.DataFrame:
     """The training log of every fold of an experiment (train_log.jsonl): step, fold, loss and its terms, the first
     learning rate, examples/s; evaluation lines left out."""
     rows = []
-    for path in sorted((root / name).glob("fold*/train_log.jsonl")):
+    for path in sorted(run_dir(root, name).glob("fold*/train_log.jsonl")):
         log = pd.read_json(path, lines=True)
         if "eval" in log:
             log = log[log["eval"].isna()].drop(columns="eval")
@@ -133,7 +146,7 @@ def fold_figures(root: Path, task: int, members: list[str]) -> pd.DataFrame:
     """Each member's steps and task metric per fold (its folds' metrics.json), members as rows."""
     keep = ("fold", "steps", f"task{task}_{METRIC_NAME[task]}")
     rows = [{"member": m, **{k: v for k, v in read_json(p).items() if k in keep}}
-            for m in members for p in sorted((root / m).glob("fold*/metrics.json"))]
+            for m in members for p in sorted(run_dir(root, m).glob("fold*/metrics.json"))]
     return pd.DataFrame(rows).pivot(index="member", columns="fold")
 
 
